@@ -1,0 +1,175 @@
+package provisioning
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Directory is what the engine needs from Entra ID. provisioning/entra
+// implements it with msgraph-sdk-go; nothing else in the product imports the
+// Graph SDK.
+//
+// User properties travel as Graph property names (see rules.Properties):
+// "displayName", "jobTitle", "businessPhones" (one value: Graph accepts only
+// one), "employeeOrgData/division", "employeeOrgData/costCenter",
+// "employeeHireDate" (RFC 3339), ... An empty string means "not set".
+type Directory interface {
+	// FindUsers returns every user whose property equals value. Key is one of
+	// "employeeId", "userPrincipalName", "mail". No match is an empty slice,
+	// not an error.
+	FindUsers(ctx context.Context, key, value string) ([]User, error)
+	// GetUser reads one user by object id (ErrNotFound when absent).
+	GetUser(ctx context.Context, id string) (User, error)
+	// ListUsers returns every user that carries an employeeId, paged to the
+	// end, with only the properties the engine compares.
+	ListUsers(ctx context.Context) ([]User, error)
+	// CreateUser creates an account with a random strong password. A create
+	// whose response was lost is retried by looking the user up, never by
+	// creating twice. ErrConflict when the UPN or mail nickname is taken.
+	CreateUser(ctx context.Context, u NewUser) (User, error)
+	// UpdateUser patches only the given properties; a nil value clears the
+	// property (sent as JSON null).
+	UpdateUser(ctx context.Context, id string, changes map[string]*string) error
+	// SetAccountEnabled enables or disables sign-in.
+	SetAccountEnabled(ctx context.Context, id string, enabled bool) error
+	// RevokeSessions invalidates refresh tokens and session cookies.
+	RevokeSessions(ctx context.Context, id string) error
+	// SetManager sets the user's manager; managerID "" removes it.
+	SetManager(ctx context.Context, id, managerID string) error
+	// DeleteUser soft-deletes (restorable for 30 days).
+	DeleteUser(ctx context.Context, id string) error
+	// RestoreUser restores a soft-deleted user.
+	RestoreUser(ctx context.Context, id string) error
+
+	// GetGroup reads a group by object id; ResolveGroup finds one by display
+	// name (ErrNotFound for none, ErrConflict for more than one).
+	GetGroup(ctx context.Context, id string) (Group, error)
+	ResolveGroup(ctx context.Context, displayName string) (Group, error)
+	// ListGroupMembers returns the object ids of the group's direct user
+	// members, paged to the end.
+	ListGroupMembers(ctx context.Context, groupID string) ([]string, error)
+	// AddGroupMembers adds users (in requests of 20); already-a-member is
+	// success.
+	AddGroupMembers(ctx context.Context, groupID string, userIDs []string) error
+	// RemoveGroupMember removes one user; not-a-member is success.
+	RemoveGroupMember(ctx context.Context, groupID, userID string) error
+}
+
+// User is the part of an Entra user the engine compares and acts on.
+type User struct {
+	ID                string            `json:"id"`
+	UserPrincipalName string            `json:"userPrincipalName"`
+	Mail              string            `json:"mail,omitempty"`
+	EmployeeID        string            `json:"employeeId,omitempty"`
+	AccountEnabled    bool              `json:"accountEnabled"`
+	ManagerID         string            `json:"managerId,omitempty"`
+	OnPremisesSync    bool              `json:"onPremisesSyncEnabled,omitempty"`
+	Attributes        map[string]string `json:"attributes,omitempty"`
+}
+
+// NewUser is everything needed to create an account.
+type NewUser struct {
+	UserPrincipalName string
+	MailNickname      string
+	AccountEnabled    bool
+	// Attributes holds the initial properties (Graph names, non-empty only).
+	Attributes map[string]string
+}
+
+// Group is a group and whether the engine may manage its members.
+type Group struct {
+	ID          string `json:"id"`
+	DisplayName string `json:"displayName"`
+	// Unmanageable explains why Graph cannot write this group's membership
+	// (mail-enabled security group, distribution list, dynamic, synced from
+	// on-premises) and what to use instead; "" when it can.
+	Unmanageable string `json:"unmanageable,omitempty"`
+}
+
+// ErrorKind classifies a directory error so that the engine can act on it.
+type ErrorKind int
+
+const (
+	KindUnknown   ErrorKind = iota
+	KindNotFound            // the object does not exist (or is not yet replicated)
+	KindConflict            // UPN / proxy address / mail nickname already taken
+	KindThrottled           // 429 after retries; RetryAfter says how long to wait
+	KindForbidden           // 403: missing permission or privileged target
+	KindTransient           // 5xx, timeouts: try again later
+	KindPermanent           // 400 and friends: retrying will not help
+)
+
+func (k ErrorKind) String() string {
+	switch k {
+	case KindNotFound:
+		return "not_found"
+	case KindConflict:
+		return "conflict"
+	case KindThrottled:
+		return "throttled"
+	case KindForbidden:
+		return "forbidden"
+	case KindTransient:
+		return "transient"
+	case KindPermanent:
+		return "permanent"
+	}
+	return "unknown"
+}
+
+// Sentinel errors for errors.Is; a *DirectoryError matches the one of its kind.
+var (
+	ErrNotFound  = errors.New("directory: not found")
+	ErrConflict  = errors.New("directory: conflict")
+	ErrThrottled = errors.New("directory: throttled")
+	ErrForbidden = errors.New("directory: forbidden")
+	ErrTransient = errors.New("directory: transient failure")
+	ErrPermanent = errors.New("directory: permanent failure")
+)
+
+// DirectoryError is the error every Directory method returns on failure.
+type DirectoryError struct {
+	Kind       ErrorKind
+	Op         string        // e.g. "create user", "add members"
+	Code       string        // Graph error code, e.g. "Request_BadRequest"
+	Message    string        // Graph error message
+	Target     string        // details[].target when Graph names one (e.g. "userPrincipalName")
+	RetryAfter time.Duration // for KindThrottled
+	Err        error         // underlying error, if any
+}
+
+func (e *DirectoryError) Error() string {
+	msg := fmt.Sprintf("%s: %s", e.Op, e.Kind)
+	if e.Code != "" {
+		msg += " (" + e.Code + ")"
+	}
+	if e.Message != "" {
+		msg += ": " + e.Message
+	}
+	if e.Err != nil && e.Message == "" {
+		msg += ": " + e.Err.Error()
+	}
+	return msg
+}
+
+func (e *DirectoryError) Unwrap() error { return e.Err }
+
+func (e *DirectoryError) Is(target error) bool {
+	switch target {
+	case ErrNotFound:
+		return e.Kind == KindNotFound
+	case ErrConflict:
+		return e.Kind == KindConflict
+	case ErrThrottled:
+		return e.Kind == KindThrottled
+	case ErrForbidden:
+		return e.Kind == KindForbidden
+	case ErrTransient:
+		return e.Kind == KindTransient
+	case ErrPermanent:
+		return e.Kind == KindPermanent
+	}
+	return false
+}
