@@ -47,6 +47,11 @@ type Directory interface {
 	// name (ErrNotFound for none, ErrConflict for more than one).
 	GetGroup(ctx context.Context, id string) (Group, error)
 	ResolveGroup(ctx context.Context, displayName string) (Group, error)
+	// ListUserGroups returns the object ids of the groups the user is a
+	// direct member of (memberOf, groups only, paged to the end). One
+	// request for the usual case: the engine uses it instead of reading the
+	// members of every managed group when it reconciles one person.
+	ListUserGroups(ctx context.Context, userID string) ([]string, error)
 	// ListGroupMembers returns the object ids of the group's direct user
 	// members, paged to the end.
 	ListGroupMembers(ctx context.Context, groupID string) ([]string, error)
@@ -59,12 +64,17 @@ type Directory interface {
 
 // User is the part of an Entra user the engine compares and acts on.
 type User struct {
-	ID                string            `json:"id"`
-	UserPrincipalName string            `json:"userPrincipalName"`
-	Mail              string            `json:"mail,omitempty"`
-	EmployeeID        string            `json:"employeeId,omitempty"`
-	AccountEnabled    bool              `json:"accountEnabled"`
+	ID                string `json:"id"`
+	UserPrincipalName string `json:"userPrincipalName"`
+	Mail              string `json:"mail,omitempty"`
+	EmployeeID        string `json:"employeeId,omitempty"`
+	AccountEnabled    bool   `json:"accountEnabled"`
+	// ManagerID and ManagerEmployeeID describe the current manager (both
+	// "" when none). FindUsers, GetUser and ListUsers fill them (e.g. with
+	// $expand=manager($select=id,employeeId)) so that the engine can tell
+	// whether the manager is right without another request.
 	ManagerID         string            `json:"managerId,omitempty"`
+	ManagerEmployeeID string            `json:"managerEmployeeId,omitempty"`
 	OnPremisesSync    bool              `json:"onPremisesSyncEnabled,omitempty"`
 	Attributes        map[string]string `json:"attributes,omitempty"`
 }
