@@ -1,0 +1,190 @@
+package provisioning
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/personio-entra/personio-entra/provisioning/personio"
+)
+
+// apply carries out the plan's changes in order, auditing each. After a
+// create it plans again against the new account so that manager and groups
+// are set in the same run (groups on day one).
+func (e *Engine) apply(ctx context.Context, log *slog.Logger, now time.Time, trigger string, res *Result, emp personio.Employee, actual Actual, opt PlanOptions) error {
+	plan := &res.Plan
+	if len(plan.Changes) == 0 {
+		return nil
+	}
+	if e.cfg.DryRun {
+		for _, c := range plan.Changes {
+			e.record(ctx, log, now, trigger, *plan, c, ResultPlanned, "dry run", nil)
+			res.Skipped++
+		}
+		return nil
+	}
+	if len(plan.Changes) == 1 && plan.Changes[0].Kind == CreateUser {
+		c := plan.Changes[0]
+		u, err := e.create(ctx, c, plan.PersonID)
+		if err != nil {
+			e.record(ctx, log, now, trigger, *plan, c, ResultFailed, "", err)
+			res.Failed++
+			return e.classify(err)
+		}
+		c.UPNCandidates = []string{u.UserPrincipalName}
+		plan.UserID, plan.UPN = u.ID, u.UserPrincipalName
+		e.record(ctx, log, now, trigger, *plan, c, ResultApplied, "", nil)
+		res.Applied++
+		// Follow-up: manager and groups for the new account. The new object
+		// may not be replicated yet; the adapter retries 404s (graph.md §5).
+		next, err := e.actual(ctx, &u, plan.Desired)
+		if err != nil {
+			return err
+		}
+		next.Groups = map[string]bool{} // a new account is in no group
+		follow := ComputePlan(plan.Desired, next, opt)
+		plan.Changes = append(plan.Changes, follow.Changes...)
+		plan.Notes = append(plan.Notes, follow.Notes...)
+		plan.Wait = plan.Wait || follow.Wait
+		return e.applyChanges(ctx, log, now, trigger, res, u.ID, follow.Changes)
+	}
+	return e.applyChanges(ctx, log, now, trigger, res, plan.UserID, plan.Changes)
+}
+
+func (e *Engine) applyChanges(ctx context.Context, log *slog.Logger, now time.Time, trigger string, res *Result, userID string, changes []Change) error {
+	var firstErr error
+	for i, c := range changes {
+		err := e.applyOne(ctx, userID, c)
+		switch {
+		case err == nil:
+			e.record(ctx, log, now, trigger, res.Plan, c, ResultApplied, "", nil)
+			res.Applied++
+		case errors.Is(err, ErrForbidden):
+			// Graph refuses (privileged target, missing permission): never
+			// retry; treat the account as protected (DESIGN.md "Blast radius").
+			e.record(ctx, log, now, trigger, res.Plan, c, ResultFailed, "forbidden: account treated as protected", err)
+			res.Failed++
+			for _, rest := range changes[i+1:] {
+				e.record(ctx, log, now, trigger, res.Plan, rest, ResultSkipped, "earlier change was forbidden", nil)
+				res.Skipped++
+			}
+			return permanentError{fmt.Errorf("%s: %w", c, err)}
+		default:
+			e.record(ctx, log, now, trigger, res.Plan, c, ResultFailed, "", err)
+			res.Failed++
+			if firstErr == nil {
+				firstErr = fmt.Errorf("%s: %w", c, err)
+			}
+		}
+	}
+	if firstErr != nil {
+		return e.classify(firstErr)
+	}
+	return nil
+}
+
+func (e *Engine) applyOne(ctx context.Context, userID string, c Change) error {
+	d := e.cfg.Directory
+	switch c.Kind {
+	case UpdateUser:
+		return d.UpdateUser(ctx, userID, c.Properties)
+	case EnableUser:
+		return d.SetAccountEnabled(ctx, userID, true)
+	case DisableUser:
+		return d.SetAccountEnabled(ctx, userID, false)
+	case RevokeSessions:
+		return d.RevokeSessions(ctx, userID)
+	case SetManager:
+		return d.SetManager(ctx, userID, c.Manager)
+	case RemoveManager:
+		return d.SetManager(ctx, userID, "")
+	case AddMember:
+		return e.members.Add(ctx, c.Group, userID)
+	case RemoveMember:
+		return d.RemoveGroupMember(ctx, c.Group, userID)
+	case DeleteUser:
+		return d.DeleteUser(ctx, userID)
+	}
+	return fmt.Errorf("unknown change kind %q", c.Kind)
+}
+
+// create picks the first free UPN candidate and creates the account. A
+// candidate taken by an account with the same employeeId is our account.
+func (e *Engine) create(ctx context.Context, c Change, personID string) (User, error) {
+	if len(c.UPNCandidates) == 0 {
+		return User{}, permanentError{errors.New("create: the rules produced no UPN candidate")}
+	}
+	var taken []string
+	for i, upn := range c.UPNCandidates {
+		users, err := e.cfg.Directory.FindUsers(ctx, "userPrincipalName", upn)
+		if err != nil {
+			return User{}, fmt.Errorf("create: check %s: %w", upn, err)
+		}
+		if len(users) > 0 {
+			if users[0].EmployeeID == personID {
+				return users[0], nil
+			}
+			taken = append(taken, upn)
+			continue
+		}
+		nick := c.MailNickname
+		if i > 0 && nick == localPart(c.UPNCandidates[0]) {
+			nick = localPart(upn) // keep the alias in step with the UPN actually used
+		}
+		props := map[string]string{"employeeId": personID}
+		for k, v := range c.Properties {
+			if v != nil {
+				props[k] = *v
+			}
+		}
+		props["employeeId"] = personID
+		u, err := e.cfg.Directory.CreateUser(ctx, NewUser{UserPrincipalName: upn, MailNickname: nick, AccountEnabled: c.Enabled, Attributes: props})
+		if errors.Is(err, ErrConflict) {
+			// Taken between the check and the create (or by a proxy
+			// address): was it us? Otherwise try the next candidate.
+			if mine, ferr := e.findByEmployeeID(ctx, personID); ferr == nil && mine != nil {
+				return *mine, nil
+			}
+			taken = append(taken, upn)
+			continue
+		}
+		if err != nil {
+			return User{}, fmt.Errorf("create %s: %w", upn, err)
+		}
+		return u, nil
+	}
+	return User{}, permanentError{fmt.Errorf("create: every UPN candidate is taken (%s); add a candidate template to the rules", strings.Join(taken, ", "))}
+}
+
+func localPart(upn string) string {
+	if i := strings.LastIndexByte(upn, '@'); i >= 0 {
+		return upn[:i]
+	}
+	return upn
+}
+
+// classify marks errors retrying cannot fix as permanent.
+func (e *Engine) classify(err error) error {
+	var de *DirectoryError
+	if errors.As(err, &de) {
+		switch de.Kind {
+		case KindPermanent, KindForbidden:
+			return permanentError{err}
+		}
+	}
+	return err
+}
+
+func (e *Engine) record(ctx context.Context, log *slog.Logger, now time.Time, trigger string, p Plan, c Change, result, note string, err error) {
+	changesTotal.WithLabelValues(string(c.Kind), result).Inc()
+	rec := auditRecord(now, trigger, p, c, result, note, err, e.cfg.DryRun)
+	lvl := slog.LevelInfo
+	if err != nil {
+		lvl = slog.LevelError
+	}
+	log.Log(ctx, lvl, "change", "kind", c.Kind, "result", result, "change", c.String(), "upn", p.UPN, "note", note, "err", errString(err))
+	e.audit(ctx, rec)
+}

@@ -1,0 +1,462 @@
+package provisioning
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/personio-entra/personio-entra/provisioning/personio"
+	"github.com/personio-entra/personio-entra/rules"
+)
+
+// KV is a small revisioned key-value store (a JetStream KV bucket in
+// production). Get returns ErrKeyNotFound for absent keys.
+type KV interface {
+	Get(ctx context.Context, key string) (value []byte, revision uint64, err error)
+	Create(ctx context.Context, key string, value []byte) (uint64, error)
+	Update(ctx context.Context, key string, value []byte, revision uint64) (uint64, error)
+	Put(ctx context.Context, key string, value []byte) error
+	Delete(ctx context.Context, key string) error
+	Keys(ctx context.Context, prefix string) ([]string, error)
+}
+
+// ErrKeyNotFound is returned by KV.Get for absent keys.
+var ErrKeyNotFound = errors.New("key not found")
+
+// Enqueuer puts a person on the work queue (serialised with webhooks).
+type Enqueuer interface {
+	Enqueue(ctx context.Context, personID, reason string) error
+}
+
+// IncrementalSource is implemented by Personio clients that can list only
+// the people changed since an instant.
+type IncrementalSource interface {
+	ListEmployeesUpdatedSince(ctx context.Context, since time.Time) ([]personio.Employee, error)
+}
+
+// SyncConfig configures the full sync.
+type SyncConfig struct {
+	Engine   *Engine
+	Queue    Enqueuer
+	State    KV // sync state, leases and approvals
+	Holder   string
+	MaxCount int     // guard: destructive people allowed without approval
+	MaxPct   float64 // guard: same as a percentage of managed accounts (the larger bound wins)
+	// CompleteEvery forces a complete read this often (default 24h); in
+	// between, a sync reads only the people Personio reports as changed.
+	CompleteEvery time.Duration
+}
+
+// Syncer runs full syncs, one instance at a time across all processes.
+type Syncer struct {
+	cfg SyncConfig
+}
+
+// NewSyncer builds a Syncer.
+func NewSyncer(cfg SyncConfig) *Syncer {
+	if cfg.CompleteEvery <= 0 {
+		cfg.CompleteEvery = 24 * time.Hour
+	}
+	if cfg.Holder == "" {
+		cfg.Holder = "personio-entra"
+	}
+	return &Syncer{cfg: cfg}
+}
+
+// SyncReport summarises one full sync.
+type SyncReport struct {
+	Kind        string    `json:"kind"` // complete or incremental
+	Started     time.Time `json:"started"`
+	Duration    string    `json:"duration"`
+	Employees   int       `json:"employees"`
+	Accounts    int       `json:"accounts"`
+	Drifting    int       `json:"drifting"`
+	Enqueued    int       `json:"enqueued"`
+	Destructive int       `json:"destructive"`
+	Guarded     bool      `json:"guarded"`
+	ApprovalID  string    `json:"approval_id,omitempty"`
+	Skipped     bool      `json:"skipped,omitempty"` // another instance held the lease
+	Plans       []Plan    `json:"plans,omitempty"`   // drifting plans (when asked for)
+}
+
+// Approval is a guarded set of people whose destructive changes wait for
+// `personio-entra approve ID`.
+type Approval struct {
+	ID          string    `json:"id"`
+	Created     time.Time `json:"created"`
+	People      []string  `json:"people"`
+	Destructive int       `json:"destructive_changes"`
+	Threshold   int       `json:"threshold"`
+	Summary     []string  `json:"summary"`
+}
+
+type syncState struct {
+	LastSync     time.Time `json:"last_sync"`
+	LastComplete time.Time `json:"last_complete"`
+}
+
+const (
+	stateKey      = "sync.state"
+	leaseKey      = "sync.lease"
+	approvalsPref = "approval."
+)
+
+// Run performs one sync. complete forces a complete read; otherwise the
+// sync is incremental unless the last complete one is older than
+// CompleteEvery. Only one instance runs at a time (a lease in State).
+func (s *Syncer) Run(ctx context.Context, complete, withPlans bool) (SyncReport, error) {
+	e := s.cfg.Engine
+	started := e.cfg.Now()
+	rep := SyncReport{Started: started}
+	release, ok, err := s.lease(ctx, 30*time.Minute)
+	if err != nil {
+		return rep, fmt.Errorf("full sync: lease: %w", err)
+	}
+	if !ok {
+		rep.Skipped = true
+		return rep, nil
+	}
+	defer release()
+
+	st, _ := s.loadState(ctx)
+	inc, canInc := e.cfg.Source.(IncrementalSource)
+	if !complete && canInc && !st.LastComplete.IsZero() && started.Sub(st.LastComplete) < s.cfg.CompleteEvery && !st.LastSync.IsZero() {
+		rep.Kind = "incremental"
+		err = s.incremental(ctx, inc, st.LastSync.Add(-5*time.Minute), &rep)
+	} else {
+		rep.Kind = "complete"
+		err = s.complete(ctx, &rep, withPlans)
+	}
+	d := e.cfg.Now().Sub(started)
+	rep.Duration = d.Round(time.Millisecond).String()
+	outcome := "success"
+	switch {
+	case err != nil:
+		outcome = "error"
+	case rep.Guarded:
+		outcome = "guarded"
+	}
+	fullSyncRuns.WithLabelValues(rep.Kind, outcome).Inc()
+	if err != nil {
+		return rep, err
+	}
+	fullSyncDuration.Observe(d.Seconds())
+	fullSyncLastSuccess.Set(float64(e.cfg.Now().Unix()))
+	st.LastSync = started
+	if rep.Kind == "complete" {
+		st.LastComplete = started
+	}
+	if err := s.saveState(ctx, st); err != nil {
+		e.log.Error("save sync state", "err", err)
+	}
+	e.log.Info("full sync done", "kind", rep.Kind, "employees", rep.Employees, "accounts", rep.Accounts,
+		"drifting", rep.Drifting, "enqueued", rep.Enqueued, "guarded", rep.Guarded, "duration", rep.Duration)
+	return rep, nil
+}
+
+// incremental enqueues the people Personio reports as changed: no Graph
+// reads at all; the workers reconcile each.
+func (s *Syncer) incremental(ctx context.Context, src IncrementalSource, since time.Time, rep *SyncReport) error {
+	emps, err := src.ListEmployeesUpdatedSince(ctx, since)
+	if err != nil {
+		return fmt.Errorf("incremental sync: %w", err)
+	}
+	rep.Employees = len(emps)
+	rep.Drifting = len(emps)
+	for _, emp := range emps {
+		if err := s.cfg.Queue.Enqueue(ctx, emp.PersonID, "sync"); err != nil {
+			return fmt.Errorf("incremental sync: enqueue %s: %w", emp.PersonID, err)
+		}
+		rep.Enqueued++
+	}
+	return nil
+}
+
+// complete bulk-reads both sides, plans everyone and enqueues only the
+// people who drift; destructive drift beyond the guard waits for approval.
+func (s *Syncer) complete(ctx context.Context, rep *SyncReport, withPlans bool) error {
+	drift, err := s.cfg.Engine.Drift(ctx, rep)
+	if err != nil {
+		return err
+	}
+	return s.guardAndEnqueue(ctx, rep, drift, withPlans)
+}
+
+// Drift bulk-reads Personio, the Entra users with an employeeId and the
+// members of every managed group, and plans everyone against that snapshot
+// (no per-person reads). It returns the plans that have changes; it applies
+// nothing. rep (optional) receives the counts.
+func (e *Engine) Drift(ctx context.Context, rep *SyncReport) ([]Plan, error) {
+	if rep == nil {
+		rep = &SyncReport{}
+	}
+	now := e.cfg.Now()
+	emps, err := e.cfg.Source.ListEmployees(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("full sync: read Personio: %w", err)
+	}
+	users, err := e.cfg.Directory.ListUsers(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("full sync: list Entra users: %w", err)
+	}
+	groups, groupErrs := e.managedGroups(ctx)
+	for _, ge := range groupErrs {
+		e.log.Error("full sync: managed group unusable", "err", ge)
+	}
+	memberOf := map[string]map[string]bool{} // user id → managed group ids
+	for _, g := range groups {
+		ids, err := e.cfg.Directory.ListGroupMembers(ctx, g.ID)
+		if err != nil {
+			return nil, fmt.Errorf("full sync: members of %q: %w", g.Key, err)
+		}
+		for _, id := range ids {
+			if memberOf[id] == nil {
+				memberOf[id] = map[string]bool{}
+			}
+			memberOf[id][g.ID] = true
+		}
+	}
+	byEmp := map[string][]*User{}
+	for i := range users {
+		u := &users[i]
+		byEmp[u.EmployeeID] = append(byEmp[u.EmployeeID], u)
+	}
+	rep.Employees, rep.Accounts = len(emps), len(users)
+	opt := PlanOptions{ManagedGroups: groups, ManageManager: e.cfg.ManageManager}
+
+	var drift []Plan
+	seen := map[string]bool{}
+	planOne := func(d rules.Desired) {
+		var a Actual
+		if us := byEmp[d.PersonID]; len(us) == 1 {
+			u := us[0]
+			if e.isProtected(*u) {
+				return
+			}
+			a = Actual{User: u, Groups: memberOf[u.ID]}
+			if a.Groups == nil {
+				a.Groups = map[string]bool{}
+			}
+			if m := byEmp[d.ManagerPersonID]; d.ManagerPersonID != "" && len(m) == 1 {
+				a.Manager = m[0]
+			}
+		} else if len(us) > 1 {
+			// Ambiguous: the worker reports it with the details.
+			drift = append(drift, Plan{PersonID: d.PersonID, Phase: d.Phase, Notes: []string{"several accounts carry this employeeId"}})
+			return
+		}
+		p := ComputePlan(d, a, opt)
+		if len(p.Changes) > 0 {
+			drift = append(drift, p)
+		}
+	}
+	for _, emp := range emps {
+		seen[emp.PersonID] = true
+		d, err := e.cfg.Rules.Evaluate(emp, now)
+		if err != nil {
+			e.log.Error("full sync: evaluate rules", "person_id", emp.PersonID, "err", err)
+			continue
+		}
+		d.PersonID = emp.PersonID
+		planOne(d)
+	}
+	// Accounts whose person no longer exists in Personio are leavers.
+	for id := range byEmp {
+		if id == "" || seen[id] {
+			continue
+		}
+		planOne(rules.Desired{PersonID: id, Phase: rules.PhaseLeaver, Reason: "person no longer exists in Personio",
+			Exists: true, RevokeSessions: e.cfg.OnDeleted.RevokeSessions, RemoveMembership: e.cfg.OnDeleted.RemoveMemberships})
+	}
+	slices.SortFunc(drift, func(a, b Plan) int { return strings.Compare(a.PersonID, b.PersonID) })
+	rep.Drifting = len(drift)
+	return drift, nil
+}
+
+func (s *Syncer) guardAndEnqueue(ctx context.Context, rep *SyncReport, drift []Plan, withPlans bool) error {
+	e := s.cfg.Engine
+	now := e.cfg.Now()
+	fullSyncDrift.Set(float64(len(drift)))
+	if withPlans {
+		rep.Plans = drift
+	}
+
+	// Guard: people who would lose access (disable, delete, leave a group).
+	var destructive, safe []Plan
+	for _, p := range drift {
+		if p.Destructive() > 0 {
+			destructive = append(destructive, p)
+			rep.Destructive += p.Destructive()
+		} else {
+			safe = append(safe, p)
+		}
+	}
+	threshold := max(s.cfg.MaxCount, int(math.Floor(s.cfg.MaxPct/100*float64(rep.Accounts))))
+	toEnqueue := safe
+	if len(destructive) > threshold {
+		rep.Guarded = true
+		guardTrips.Inc()
+		ap, err := s.hold(ctx, destructive, threshold, now)
+		if err != nil {
+			return err
+		}
+		rep.ApprovalID = ap.ID
+		e.log.Warn("full sync: destructive changes exceed the guard; nothing destructive applied, approval required",
+			"people", len(destructive), "threshold", threshold, "approval_id", ap.ID,
+			"approve_with", "personio-entra approve "+ap.ID)
+	} else {
+		toEnqueue = drift
+	}
+	for _, p := range toEnqueue {
+		if err := s.cfg.Queue.Enqueue(ctx, p.PersonID, "sync"); err != nil {
+			return fmt.Errorf("full sync: enqueue %s: %w", p.PersonID, err)
+		}
+		rep.Enqueued++
+	}
+	return s.refreshApprovalGauge(ctx)
+}
+
+// hold records (or reuses) an approval for the guarded people.
+func (s *Syncer) hold(ctx context.Context, plans []Plan, threshold int, now time.Time) (Approval, error) {
+	people := make([]string, len(plans))
+	var summary []string
+	n := 0
+	for i, p := range plans {
+		people[i] = p.PersonID
+		n += p.Destructive()
+		if len(summary) < 50 {
+			var kinds []string
+			for _, c := range p.Changes {
+				if c.Kind.Destructive() {
+					kinds = append(kinds, c.String())
+				}
+			}
+			summary = append(summary, fmt.Sprintf("person %s (%s): %s", p.PersonID, p.Phase, strings.Join(kinds, "; ")))
+		}
+	}
+	h := sha256.Sum256([]byte(strings.Join(people, ",")))
+	id := hex.EncodeToString(h[:])[:12]
+	if _, _, err := s.cfg.State.Get(ctx, approvalsPref+id); err == nil {
+		return Approval{ID: id}, nil // the same set is already waiting
+	}
+	ap := Approval{ID: id, Created: now.UTC(), People: people, Destructive: n, Threshold: threshold, Summary: summary}
+	b, _ := json.Marshal(ap)
+	if err := s.cfg.State.Put(ctx, approvalsPref+id, b); err != nil {
+		return ap, fmt.Errorf("full sync: store approval: %w", err)
+	}
+	return ap, nil
+}
+
+// Approvals lists the change sets waiting for approval.
+func (s *Syncer) Approvals(ctx context.Context) ([]Approval, error) {
+	keys, err := s.cfg.State.Keys(ctx, approvalsPref)
+	if err != nil {
+		return nil, fmt.Errorf("list approvals: %w", err)
+	}
+	var out []Approval
+	for _, k := range keys {
+		b, _, err := s.cfg.State.Get(ctx, k)
+		if errors.Is(err, ErrKeyNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read approval %s: %w", k, err)
+		}
+		var ap Approval
+		if err := json.Unmarshal(b, &ap); err != nil {
+			return nil, fmt.Errorf("decode approval %s: %w", k, err)
+		}
+		out = append(out, ap)
+	}
+	slices.SortFunc(out, func(a, b Approval) int { return a.Created.Compare(b.Created) })
+	return out, nil
+}
+
+// Approve releases a guarded change set: its people are enqueued and the
+// workers apply their changes (re-reading Personio first).
+func (s *Syncer) Approve(ctx context.Context, id string) (Approval, error) {
+	b, _, err := s.cfg.State.Get(ctx, approvalsPref+id)
+	if errors.Is(err, ErrKeyNotFound) {
+		return Approval{}, fmt.Errorf("approve: no pending approval %q (list them with `personio-entra approve --list`)", id)
+	}
+	if err != nil {
+		return Approval{}, fmt.Errorf("approve %s: %w", id, err)
+	}
+	var ap Approval
+	if err := json.Unmarshal(b, &ap); err != nil {
+		return Approval{}, fmt.Errorf("approve %s: decode: %w", id, err)
+	}
+	for _, p := range ap.People {
+		if err := s.cfg.Queue.Enqueue(ctx, p, "approved:"+id); err != nil {
+			return ap, fmt.Errorf("approve %s: enqueue %s: %w", id, p, err)
+		}
+	}
+	if err := s.cfg.State.Delete(ctx, approvalsPref+id); err != nil {
+		return ap, fmt.Errorf("approve %s: remove approval: %w", id, err)
+	}
+	s.cfg.Engine.log.Warn("approval granted: guarded changes released", "approval_id", id, "people", len(ap.People))
+	return ap, s.refreshApprovalGauge(ctx)
+}
+
+func (s *Syncer) refreshApprovalGauge(ctx context.Context) error {
+	keys, err := s.cfg.State.Keys(ctx, approvalsPref)
+	if err != nil {
+		return fmt.Errorf("count approvals: %w", err)
+	}
+	pendingApprovals.Set(float64(len(keys)))
+	return nil
+}
+
+type leaseValue struct {
+	Holder  string    `json:"holder"`
+	Expires time.Time `json:"expires"`
+}
+
+// lease takes the full-sync lease; ok is false when another instance holds it.
+func (s *Syncer) lease(ctx context.Context, ttl time.Duration) (release func(), ok bool, err error) {
+	now := time.Now()
+	val, _ := json.Marshal(leaseValue{Holder: s.cfg.Holder, Expires: now.Add(ttl)})
+	cur, rev, err := s.cfg.State.Get(ctx, leaseKey)
+	switch {
+	case errors.Is(err, ErrKeyNotFound):
+		if _, err := s.cfg.State.Create(ctx, leaseKey, val); err != nil {
+			return nil, false, nil // someone else created it first
+		}
+	case err != nil:
+		return nil, false, err
+	default:
+		var lv leaseValue
+		if json.Unmarshal(cur, &lv) == nil && now.Before(lv.Expires) {
+			return nil, false, nil
+		}
+		if _, err := s.cfg.State.Update(ctx, leaseKey, val, rev); err != nil {
+			return nil, false, nil
+		}
+	}
+	return func() {
+		if err := s.cfg.State.Delete(context.WithoutCancel(ctx), leaseKey); err != nil {
+			s.cfg.Engine.log.Warn("release full-sync lease", "err", err)
+		}
+	}, true, nil
+}
+
+func (s *Syncer) loadState(ctx context.Context) (syncState, error) {
+	var st syncState
+	b, _, err := s.cfg.State.Get(ctx, stateKey)
+	if err != nil {
+		return st, err
+	}
+	return st, json.Unmarshal(b, &st)
+}
+
+func (s *Syncer) saveState(ctx context.Context, st syncState) error {
+	b, _ := json.Marshal(st)
+	return s.cfg.State.Put(ctx, stateKey, b)
+}

@@ -1,0 +1,272 @@
+package provisioning
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/personio-entra/personio-entra/rules"
+)
+
+// ChangeKind names one kind of directory write.
+type ChangeKind string
+
+const (
+	CreateUser     ChangeKind = "create_user"
+	UpdateUser     ChangeKind = "update_user"
+	EnableUser     ChangeKind = "enable_user"
+	DisableUser    ChangeKind = "disable_user"
+	RevokeSessions ChangeKind = "revoke_sessions"
+	SetManager     ChangeKind = "set_manager"
+	RemoveManager  ChangeKind = "remove_manager"
+	AddMember      ChangeKind = "add_member"
+	RemoveMember   ChangeKind = "remove_member"
+	DeleteUser     ChangeKind = "delete_user"
+)
+
+// Destructive reports whether the change takes access away. The full-sync
+// guard counts these (DESIGN.md: "a sync that would disable or remove more
+// than the configured threshold applies nothing and waits for approval").
+func (k ChangeKind) Destructive() bool {
+	switch k {
+	case DisableUser, RevokeSessions, RemoveMember, DeleteUser, RemoveManager:
+		return true
+	}
+	return false
+}
+
+// Change is one planned directory write.
+type Change struct {
+	Kind ChangeKind `json:"kind"`
+	// Properties holds the new values for create_user / update_user; a nil
+	// value clears the property.
+	Properties map[string]*string `json:"properties,omitempty"`
+	// Previous holds the values before the change (update_user), for the audit.
+	Previous map[string]string `json:"previous,omitempty"`
+	// Group is the group object id (add_member / remove_member), GroupName its key in the rules.
+	Group     string `json:"group,omitempty"`
+	GroupName string `json:"group_name,omitempty"`
+	// Manager is the manager's object id (set_manager) and person id.
+	Manager         string `json:"manager,omitempty"`
+	ManagerPersonID string `json:"manager_person_id,omitempty"`
+	// UPNCandidates / MailNickname / Enabled for create_user.
+	UPNCandidates []string `json:"upn_candidates,omitempty"`
+	MailNickname  string   `json:"mail_nickname,omitempty"`
+	Enabled       bool     `json:"enabled,omitempty"`
+}
+
+func (c Change) String() string {
+	switch c.Kind {
+	case CreateUser:
+		return fmt.Sprintf("create user %s (enabled=%t)", strings.Join(c.UPNCandidates[:min(1, len(c.UPNCandidates))], ""), c.Enabled)
+	case UpdateUser:
+		keys := make([]string, 0, len(c.Properties))
+		for k := range c.Properties {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		return "update " + strings.Join(keys, ", ")
+	case AddMember:
+		return "add to group " + c.GroupName
+	case RemoveMember:
+		return "remove from group " + c.GroupName
+	case SetManager:
+		return "set manager to person " + c.ManagerPersonID
+	}
+	return strings.ReplaceAll(string(c.Kind), "_", " ")
+}
+
+// Actual is the directory state of one employee as the planner sees it.
+type Actual struct {
+	// User is the matched account; nil when none exists.
+	User *User
+	// Groups is the set of managed group ids the user is a direct member of.
+	Groups map[string]bool
+	// Manager is the manager's account (resolved from the desired manager
+	// person id); nil when it does not exist yet or is not wanted.
+	Manager *User
+}
+
+// Plan is what one reconcile would change for one employee.
+type Plan struct {
+	PersonID string        `json:"person_id"`
+	Phase    rules.Phase   `json:"phase"`
+	Reason   string        `json:"reason"`
+	UserID   string        `json:"user_id,omitempty"`
+	UPN      string        `json:"user_principal_name,omitempty"`
+	Changes  []Change      `json:"changes"`
+	Desired  rules.Desired `json:"desired"`
+	// Notes explain things the plan could not do yet (e.g. the manager's
+	// account does not exist), so the engine retries later.
+	Notes []string `json:"notes,omitempty"`
+	// Wait is set when the plan must be retried later even without changes.
+	Wait bool `json:"-"`
+}
+
+// Destructive counts the changes that take access away.
+func (p Plan) Destructive() int {
+	n := 0
+	for _, c := range p.Changes {
+		if c.Kind.Destructive() {
+			n++
+		}
+	}
+	return n
+}
+
+// GroupRef is a managed group resolved to its object id.
+type GroupRef struct {
+	Key string // as written in the rules
+	ID  string
+}
+
+// PlanOptions are the engine settings the planner needs.
+type PlanOptions struct {
+	// ManagedGroups are the groups named in the rules. Nothing else is touched.
+	ManagedGroups []GroupRef
+	// ManageManager: keep the manager in step with the supervisor.
+	ManageManager bool
+}
+
+// ComputePlan is the pure heart of the engine: the changes that take the
+// actual state to the desired one. Running it on the state it produced
+// yields no changes (idempotency).
+func ComputePlan(d rules.Desired, a Actual, opt PlanOptions) Plan {
+	p := Plan{PersonID: d.PersonID, Phase: d.Phase, Reason: d.Reason, Desired: d}
+	if a.User != nil {
+		p.UserID, p.UPN = a.User.ID, a.User.UserPrincipalName
+	}
+	if d.Phase == rules.PhaseOutOfScope {
+		return p
+	}
+	u := a.User
+	if u == nil {
+		if !d.Exists || d.Phase == rules.PhaseLeaver || d.Phase == rules.PhaseDeleted {
+			// Nothing to create: not yet due, or gone before we ever saw them.
+			return p
+		}
+		props := map[string]*string{}
+		for name, v := range d.Attributes {
+			if v.Policy == rules.Never || v.Value == "" {
+				continue
+			}
+			props[name] = ptr(v.Value)
+		}
+		p.Changes = append(p.Changes, Change{Kind: CreateUser, Properties: props,
+			UPNCandidates: d.UPNCandidates, MailNickname: d.MailNickname, Enabled: d.AccountEnabled})
+		// Manager and groups follow in the same reconcile once the account
+		// exists (the engine re-plans after create).
+		return p
+	}
+
+	if d.Phase == rules.PhaseDeleted {
+		if u.AccountEnabled {
+			p.Changes = append(p.Changes, Change{Kind: DisableUser})
+		}
+		p.Changes = append(p.Changes, Change{Kind: DeleteUser})
+		return p
+	}
+
+	leaver := d.Phase == rules.PhaseLeaver
+	if !leaver {
+		if ch := attributeChanges(d, u); ch != nil {
+			p.Changes = append(p.Changes, *ch)
+		}
+	}
+	if d.AccountEnabled && !u.AccountEnabled {
+		p.Changes = append(p.Changes, Change{Kind: EnableUser})
+	}
+	if !d.AccountEnabled && u.AccountEnabled {
+		p.Changes = append(p.Changes, Change{Kind: DisableUser})
+		if leaver && d.RevokeSessions {
+			p.Changes = append(p.Changes, Change{Kind: RevokeSessions})
+		}
+	}
+
+	if opt.ManageManager && !leaver {
+		switch {
+		case d.ManagerPersonID == "" && u.ManagerID != "":
+			p.Changes = append(p.Changes, Change{Kind: RemoveManager})
+		case d.ManagerPersonID != "" && u.ManagerEmployeeID != d.ManagerPersonID:
+			if a.Manager == nil {
+				p.Notes = append(p.Notes, "manager (person "+d.ManagerPersonID+") has no account yet")
+				p.Wait = true
+			} else if a.Manager.ID != u.ManagerID {
+				p.Changes = append(p.Changes, Change{Kind: SetManager, Manager: a.Manager.ID, ManagerPersonID: d.ManagerPersonID})
+			}
+		}
+	}
+
+	// Memberships of managed groups only.
+	want := map[string]bool{}
+	if !leaver {
+		for _, k := range d.Groups {
+			want[k] = true
+		}
+	}
+	if !leaver || d.RemoveMembership {
+		// Additions first: a mover gains the new access before losing the old.
+		var removes []Change
+		for _, g := range opt.ManagedGroups {
+			has := a.Groups[g.ID]
+			switch {
+			case want[g.Key] && !has:
+				p.Changes = append(p.Changes, Change{Kind: AddMember, Group: g.ID, GroupName: g.Key})
+			case !want[g.Key] && has:
+				removes = append(removes, Change{Kind: RemoveMember, Group: g.ID, GroupName: g.Key})
+			}
+		}
+		p.Changes = append(p.Changes, removes...)
+	}
+	return p
+}
+
+// attributeChanges compares the properties with policy "always".
+func attributeChanges(d rules.Desired, u *User) *Change {
+	props := map[string]*string{}
+	prev := map[string]string{}
+	names := make([]string, 0, len(d.Attributes))
+	for n := range d.Attributes {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		v := d.Attributes[name]
+		if v.Policy != rules.Always {
+			continue
+		}
+		have := u.Attributes[name]
+		if sameValue(name, have, v.Value) {
+			continue
+		}
+		if v.Value == "" {
+			props[name] = nil // Graph needs an explicit null to clear (graph.md §1.2)
+		} else {
+			props[name] = ptr(v.Value)
+		}
+		prev[name] = have
+	}
+	if len(props) == 0 {
+		return nil
+	}
+	return &Change{Kind: UpdateUser, Properties: props, Previous: prev}
+}
+
+// sameValue compares a directory value with a desired one. Date-times are
+// compared as instants (Graph may render 2026-12-01T00:00:00Z where the rules
+// wrote 2026-12-01T00:00:00+00:00).
+func sameValue(name, have, want string) bool {
+	if have == want {
+		return true
+	}
+	if strings.HasSuffix(strings.ToLower(name), "datetime") || name == "employeeHireDate" {
+		th, err1 := time.Parse(time.RFC3339, have)
+		tw, err2 := time.Parse(time.RFC3339, want)
+		return err1 == nil && err2 == nil && th.Equal(tw)
+	}
+	return false
+}
+
+func ptr(s string) *string { return &s }
+
