@@ -1,0 +1,349 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Handler converges one person. It must be idempotent: delivery is
+// at-least-once (nats.md §3 "Late acks are accepted"). ReasonFrom(ctx) and
+// WorkFrom(ctx) say why it runs. Return Permanent(err) for a failure that no
+// retry can fix; any other error is retried with backoff.
+type Handler func(ctx context.Context, personID string) error
+
+// Resolver finds the person of an employment, for employment events that
+// carry no person id.
+type Resolver func(ctx context.Context, employmentID string) (string, error)
+
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return "permanent: " + e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
+
+// Permanent marks err as not worth retrying: the work goes to the dead-letter
+// stream at once. Permanent(nil) is nil.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &permanentError{err: err}
+}
+
+// IsPermanent reports whether err (or an error it wraps) was marked Permanent.
+func IsPermanent(err error) bool {
+	var p *permanentError
+	return errors.As(err, &p)
+}
+
+// Work describes the message a Handler is running for.
+type Work struct {
+	PersonID string
+	// Reason is the event name (e.g. "person.updated"), ReasonSchedule,
+	// ReasonRedrive or what Enqueue was given (e.g. "sync").
+	Reason string
+	// Detail is extra text: the reason given to Schedule, for example.
+	Detail string
+	// Attempt counts deliveries of this message, starting at 1.
+	Attempt int
+	// Sequence is the message's sequence in the event stream.
+	Sequence uint64
+	// ResolvedFrom is the employment id when the person was found by the
+	// Resolver.
+	ResolvedFrom string
+}
+
+type workKey struct{}
+
+// WorkFrom returns the work description inside a Handler.
+func WorkFrom(ctx context.Context) (Work, bool) {
+	w, ok := ctx.Value(workKey{}).(Work)
+	return w, ok
+}
+
+// ReasonFrom returns why the Handler runs: the webhook event name,
+// "schedule", "redrive" or the reason given to Enqueue (such as "sync").
+func ReasonFrom(ctx context.Context) string {
+	w, _ := WorkFrom(ctx)
+	return w.Reason
+}
+
+// RunWorkers consumes every partition until ctx ends; then it stops pulling,
+// lets running handlers finish for up to Config.ShutdownGrace, cancels the
+// rest and gives their messages back (Nak), and returns. Any number of
+// processes may run it at once: each partition's consumer has MaxAckPending
+// 1, so the server hands a partition's next message to exactly one of them
+// after the previous one was acked (nats.md §3 option A, §8 "Every worker
+// process"). People in different partitions run in parallel, up to one
+// handler per partition per process.
+//
+// With a nil Resolver this process does not consume employment events that
+// lack a person id; another process must.
+func (q *Queue) RunWorkers(ctx context.Context, h Handler, r Resolver) error {
+	if h == nil {
+		return errors.New("queue: run workers: nil handler")
+	}
+	// Handlers get a context that outlives ctx by the shutdown grace, so a
+	// SIGTERM does not abort a half-done reconcile.
+	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+
+	var wg sync.WaitGroup
+	for k := 0; k < q.cfg.Partitions; k++ {
+		wg.Go(func() {
+			q.consumeLoop(ctx, workCtx, partitionConsumerName(k), func(wctx context.Context, w Work) error {
+				return h(wctx, w.PersonID)
+			})
+		})
+	}
+	if r != nil {
+		wg.Go(func() {
+			q.consumeLoop(ctx, workCtx, resolverConsumer, func(wctx context.Context, w Work) error {
+				return q.resolve(wctx, r, w)
+			})
+		})
+	} else {
+		q.logger.Info("no employment resolver: employment events without a person id are left to other workers")
+	}
+	q.logger.Info("workers started", slog.Int("partitions", q.cfg.Partitions))
+
+	<-ctx.Done()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(q.cfg.ShutdownGrace):
+		q.logger.Warn("workers: shutdown grace over, cancelling running handlers", slog.Duration("grace", q.cfg.ShutdownGrace))
+		cancelWork()
+		<-done
+	}
+	q.logger.Info("workers stopped")
+	return nil
+}
+
+// workFn runs one message; the message bookkeeping is done by process.
+type workFn func(ctx context.Context, w Work) error
+
+// consumeLoop pulls one message at a time from one consumer
+// (PullMaxMessages(1): nothing waits in a local buffer while its AckWait
+// runs, nats.md §7 pitfall 1) until ctx ends.
+func (q *Queue) consumeLoop(ctx, workCtx context.Context, consumer string, fn workFn) {
+	log := q.logger.With(slog.String("consumer", consumer))
+	retry := func() bool {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(time.Second):
+			return true
+		}
+	}
+	for ctx.Err() == nil {
+		cons, err := q.js.Consumer(ctx, EventStream, consumer)
+		if err != nil {
+			if ctx.Err() == nil {
+				log.Error("workers: look up consumer", slog.Any("error", err))
+			}
+			if !retry() {
+				return
+			}
+			continue
+		}
+		it, err := cons.Messages(jetstream.PullMaxMessages(1))
+		if err != nil {
+			log.Error("workers: start pulling", slog.Any("error", err))
+			if !retry() {
+				return
+			}
+			continue
+		}
+		// Stop pulling when ctx ends; Drain hands out what is already
+		// buffered, and that is given back below.
+		stop := context.AfterFunc(ctx, it.Drain)
+		for {
+			msg, err := it.Next()
+			if err != nil {
+				if !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+					log.Warn("workers: pulling failed, starting over", slog.Any("error", err))
+				}
+				break
+			}
+			if ctx.Err() != nil {
+				if err := msg.Nak(); err != nil {
+					log.Warn("workers: giving back a message at shutdown failed", slog.Any("error", err))
+				}
+				continue
+			}
+			q.process(workCtx, log, msg, fn)
+		}
+		stop()
+		it.Stop()
+		if ctx.Err() == nil && !retry() {
+			return
+		}
+	}
+}
+
+// process runs fn for one message and acks, retries or dead-letters it.
+func (q *Queue) process(workCtx context.Context, log *slog.Logger, msg jetstream.Msg, fn workFn) {
+	start := time.Now()
+	md, err := msg.Metadata()
+	if err != nil {
+		log.Error("workers: message without JetStream metadata", slog.String("subject", msg.Subject()), slog.Any("error", err))
+		_ = msg.NakWithDelay(q.cfg.RetryBase)
+		return
+	}
+	attempt := int(md.NumDelivered)
+	if attempt > 1 {
+		redeliveriesTotal.Inc()
+	}
+	hdr := msg.Headers()
+	w := Work{
+		Reason:       hdr.Get(HeaderReason),
+		Detail:       hdr.Get(HeaderDetail),
+		Attempt:      attempt,
+		Sequence:     md.Sequence.Stream,
+		ResolvedFrom: hdr.Get(HeaderResolvedFrom),
+	}
+	log = log.With(slog.Uint64("seq", w.Sequence), slog.Int("attempt", attempt), slog.String("reason", w.Reason))
+	target, perr := parseWorkSubject(msg.Subject())
+	w.PersonID = target.personID
+	if target.employmentID != "" {
+		w.Detail = target.employmentID
+	}
+	if target.personID != "" {
+		log = log.With(slog.String("person_id", target.personID))
+	}
+
+	var herr error
+	switch {
+	case perr != nil:
+		herr = Permanent(perr)
+	case attempt > q.cfg.MaxDeliver:
+		// The spare delivery (see setup): the previous attempt never
+		// reported back, its worker died or overran AckWait.
+		herr = fmt.Errorf("attempt %d did not finish (worker stopped or exceeded the ack wait of %s)", attempt-1, q.cfg.AckWait)
+	default:
+		herr = q.runHandler(workCtx, msg, w, fn)
+	}
+
+	opCtx, cancel := context.WithTimeout(context.WithoutCancel(workCtx), q.cfg.OpTimeout)
+	defer cancel()
+	switch {
+	case herr == nil:
+		// DoubleAck: a lost ack would re-run the whole reconcile (nats.md §3).
+		if err := msg.DoubleAck(opCtx); err != nil {
+			log.Warn("workers: ack not confirmed; the work may run again", slog.Any("error", err))
+		}
+		workDuration.WithLabelValues(outcomeSuccess).Observe(time.Since(start).Seconds())
+		log.Debug("work done", slog.Duration("took", time.Since(start)))
+
+	case workCtx.Err() != nil && errors.Is(herr, context.Canceled):
+		// Cut short by shutdown: give it back for another worker now.
+		if err := msg.Nak(); err != nil {
+			log.Warn("workers: giving back cancelled work failed", slog.Any("error", err))
+		}
+		workDuration.WithLabelValues(outcomeRetry).Observe(time.Since(start).Seconds())
+		log.Warn("work cancelled by shutdown, given back", slog.Any("error", herr))
+
+	case IsPermanent(herr) || attempt >= q.cfg.MaxDeliver:
+		reason := DeadLetterMaxDeliveries
+		if IsPermanent(herr) {
+			reason = DeadLetterPermanent
+		}
+		if err := q.deadLetter(opCtx, msg, md, reason, herr); err != nil {
+			// Never drop work: keep it in the stream and try again.
+			log.Error("workers: moving work to the dead-letter stream failed; retrying later",
+				slog.Any("error", err), slog.Any("work_error", herr))
+			_ = msg.NakWithDelay(q.backoff(attempt))
+			workDuration.WithLabelValues(outcomeRetry).Observe(time.Since(start).Seconds())
+			return
+		}
+		if err := msg.TermWithReason(reason); err != nil {
+			log.Warn("workers: terminating dead-lettered work failed", slog.Any("error", err))
+		}
+		deadLettersTotal.WithLabelValues(reason).Inc()
+		workDuration.WithLabelValues(outcomeDeadLetter).Observe(time.Since(start).Seconds())
+		log.Error("work dead-lettered", slog.String("dead_letter_reason", reason), slog.Any("error", herr))
+
+	default:
+		// NakWithDelay keeps the partition's single ack-pending slot for the
+		// delay, so later work for this person cannot overtake the retry
+		// (nats.md §8 "Handler steps" 5; the cost is head-of-line blocking
+		// for the partition, bounded by RetryMax).
+		delay := q.backoff(attempt)
+		if err := msg.NakWithDelay(delay); err != nil {
+			log.Warn("workers: scheduling the retry failed; it comes back after the ack wait", slog.Any("error", err))
+		}
+		workDuration.WithLabelValues(outcomeRetry).Observe(time.Since(start).Seconds())
+		log.Warn("work failed, will retry", slog.Duration("retry_in", delay), slog.Any("error", herr))
+	}
+}
+
+// runHandler calls fn with InProgress heartbeats every AckWait/3 (nats.md §8
+// "Handler steps" 1) and turns a panic into an error.
+func (q *Queue) runHandler(workCtx context.Context, msg jetstream.Msg, w Work, fn workFn) (err error) {
+	ctx, cancel := context.WithCancel(context.WithValue(workCtx, workKey{}, w))
+	defer cancel()
+	hbDone := make(chan struct{})
+	defer close(hbDone)
+	go func() {
+		t := time.NewTicker(q.cfg.AckWait / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-hbDone:
+				return
+			case <-t.C:
+				if err := msg.InProgress(); err != nil {
+					q.logger.Warn("workers: in-progress heartbeat failed", slog.Uint64("seq", w.Sequence), slog.Any("error", err))
+				}
+			}
+		}
+	}()
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("handler panicked: %v\n%s", p, debug.Stack())
+		}
+	}()
+	return fn(ctx, w)
+}
+
+func (q *Queue) backoff(attempt int) time.Duration {
+	d := q.cfg.RetryBase
+	for i := 1; i < attempt && d < q.cfg.RetryMax; i++ {
+		d *= 2
+	}
+	return min(d, q.cfg.RetryMax)
+}
+
+// resolve turns an employment event into person work: it asks the Resolver
+// for the person, publishes the event again keyed by that person (so it joins
+// the person's partition and is serialised with everything else for them) and
+// lets process ack the employment message. The Msg-Id, derived from the
+// employment message's sequence, keeps a re-run after a lost ack from queuing
+// the person twice.
+func (q *Queue) resolve(ctx context.Context, r Resolver, w Work) error {
+	employmentID := w.Detail
+	personID, err := r(ctx, employmentID)
+	if err != nil {
+		return fmt.Errorf("resolve employment %s to a person: %w", employmentID, err)
+	}
+	if personID == "" {
+		return Permanent(fmt.Errorf("resolve employment %s to a person: no person found", employmentID))
+	}
+	hdr := nats.Header{}
+	hdr.Set(HeaderResolvedFrom, employmentID)
+	if err := q.enqueue(ctx, personID, w.Reason, "", kindEvent, hdr,
+		jetstream.WithMsgID("resolved-"+strconv.FormatUint(w.Sequence, 10))); err != nil {
+		return fmt.Errorf("resolve employment %s: queue person work: %w", employmentID, err)
+	}
+	return nil
+}
