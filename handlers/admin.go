@@ -1,0 +1,186 @@
+package handlers
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+)
+
+// AdminBackend is what the admin API needs; the command wires the engine,
+// the full sync and the queue behind it. Results are rendered as JSON.
+type AdminBackend interface {
+	Plan(ctx context.Context, personID string) (any, error)
+	PlanAll(ctx context.Context) (any, error)
+	Enqueue(ctx context.Context, personID, reason string) error
+	FullSync(ctx context.Context) (any, error)
+	Audit(ctx context.Context, personID string, limit int) ([]json.RawMessage, error)
+	Approvals(ctx context.Context) (any, error)
+	Approve(ctx context.Context, id string) (any, error)
+	DeadLetters(ctx context.Context) (any, error)
+	Redrive(ctx context.Context, seq uint64) error
+	PurgeDeadLetter(ctx context.Context, seq uint64) error
+}
+
+// ErrNotFound lets a backend say "no such thing" (404).
+var ErrNotFound = errors.New("not found")
+
+var adminPersonID = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// Admin returns the admin API router, mounted under /admin. Every request
+// needs `Authorization: Bearer <ADMIN_TOKEN>` (compared in constant time).
+// An empty token disables the API (the caller does not mount it).
+func Admin(token string, b AdminBackend, log *slog.Logger) http.Handler {
+	r := chi.NewRouter()
+	r.Use(func(next http.Handler) http.Handler {
+		want := []byte("Bearer " + token)
+		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			got := []byte(req.Header.Get("Authorization"))
+			if token == "" || subtle.ConstantTimeCompare(got, want) != 1 {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="personio-entra admin"`)
+				writeAdminError(w, http.StatusUnauthorized, "missing or wrong bearer token: send Authorization: Bearer <ADMIN_TOKEN>")
+				return
+			}
+			next.ServeHTTP(w, req)
+		})
+	})
+	withTimeout := func(d time.Duration, h func(w http.ResponseWriter, r *http.Request, ctx context.Context)) http.HandlerFunc {
+		return func(w http.ResponseWriter, req *http.Request) {
+			ctx, cancel := context.WithTimeout(req.Context(), d)
+			defer cancel()
+			h(w, req, ctx)
+		}
+	}
+	person := func(w http.ResponseWriter, req *http.Request) (string, bool) {
+		id := chi.URLParam(req, "id")
+		if !adminPersonID.MatchString(id) {
+			writeAdminError(w, http.StatusBadRequest, "person id must be 1-64 letters, digits, '-' or '_'")
+			return "", false
+		}
+		return id, true
+	}
+	reply := func(w http.ResponseWriter, v any, err error) {
+		if err != nil {
+			status := http.StatusInternalServerError
+			if errors.Is(err, ErrNotFound) {
+				status = http.StatusNotFound
+			}
+			log.Error("admin request failed", "err", err)
+			writeAdminError(w, status, err.Error())
+			return
+		}
+		writeAdminJSON(w, http.StatusOK, v)
+	}
+
+	r.Get("/plan", withTimeout(10*time.Minute, func(w http.ResponseWriter, req *http.Request, ctx context.Context) {
+		v, err := b.PlanAll(ctx)
+		reply(w, v, err)
+	}))
+	r.Get("/plan/{id}", withTimeout(time.Minute, func(w http.ResponseWriter, req *http.Request, ctx context.Context) {
+		if id, ok := person(w, req); ok {
+			v, err := b.Plan(ctx, id)
+			reply(w, v, err)
+		}
+	}))
+	r.Post("/sync/{id}", withTimeout(10*time.Second, func(w http.ResponseWriter, req *http.Request, ctx context.Context) {
+		if id, ok := person(w, req); ok {
+			if err := b.Enqueue(ctx, id, "admin"); err != nil {
+				reply(w, nil, err)
+				return
+			}
+			writeAdminJSON(w, http.StatusAccepted, map[string]string{"status": "queued", "person_id": id})
+		}
+	}))
+	r.Post("/sync", withTimeout(30*time.Minute, func(w http.ResponseWriter, req *http.Request, ctx context.Context) {
+		v, err := b.FullSync(ctx)
+		reply(w, v, err)
+	}))
+	r.Get("/audit", withTimeout(time.Minute, func(w http.ResponseWriter, req *http.Request, ctx context.Context) {
+		id := req.URL.Query().Get("employee")
+		if id != "" && !adminPersonID.MatchString(id) {
+			writeAdminError(w, http.StatusBadRequest, "employee must be a person id")
+			return
+		}
+		limit := 100
+		if l := req.URL.Query().Get("limit"); l != "" {
+			n, err := strconv.Atoi(l)
+			if err != nil || n < 1 || n > 10000 {
+				writeAdminError(w, http.StatusBadRequest, "limit must be 1 to 10000")
+				return
+			}
+			limit = n
+		}
+		recs, err := b.Audit(ctx, id, limit)
+		if recs == nil {
+			recs = []json.RawMessage{}
+		}
+		reply(w, recs, err)
+	}))
+	r.Get("/approvals", withTimeout(time.Minute, func(w http.ResponseWriter, req *http.Request, ctx context.Context) {
+		v, err := b.Approvals(ctx)
+		reply(w, v, err)
+	}))
+	r.Post("/approvals/{id}/approve", withTimeout(time.Minute, func(w http.ResponseWriter, req *http.Request, ctx context.Context) {
+		id := chi.URLParam(req, "id")
+		if !adminPersonID.MatchString(id) {
+			writeAdminError(w, http.StatusBadRequest, "approval id must be letters and digits")
+			return
+		}
+		v, err := b.Approve(ctx, id)
+		reply(w, v, err)
+	}))
+	r.Get("/deadletters", withTimeout(time.Minute, func(w http.ResponseWriter, req *http.Request, ctx context.Context) {
+		v, err := b.DeadLetters(ctx)
+		reply(w, v, err)
+	}))
+	seqParam := func(w http.ResponseWriter, req *http.Request) (uint64, bool) {
+		seq, err := strconv.ParseUint(chi.URLParam(req, "seq"), 10, 64)
+		if err != nil || seq == 0 {
+			writeAdminError(w, http.StatusBadRequest, "seq must be a dead-letter sequence number")
+			return 0, false
+		}
+		return seq, true
+	}
+	r.Post("/deadletters/{seq}/redrive", withTimeout(time.Minute, func(w http.ResponseWriter, req *http.Request, ctx context.Context) {
+		if seq, ok := seqParam(w, req); ok {
+			if err := b.Redrive(ctx, seq); err != nil {
+				reply(w, nil, err)
+				return
+			}
+			writeAdminJSON(w, http.StatusAccepted, map[string]any{"status": "redriven", "seq": seq})
+		}
+	}))
+	r.Delete("/deadletters/{seq}", withTimeout(time.Minute, func(w http.ResponseWriter, req *http.Request, ctx context.Context) {
+		if seq, ok := seqParam(w, req); ok {
+			if err := b.PurgeDeadLetter(ctx, seq); err != nil {
+				reply(w, nil, err)
+				return
+			}
+			writeAdminJSON(w, http.StatusOK, map[string]any{"status": "purged", "seq": seq})
+		}
+	}))
+	r.NotFound(func(w http.ResponseWriter, req *http.Request) {
+		writeAdminError(w, http.StatusNotFound, "no such admin endpoint: "+strings.TrimPrefix(req.URL.Path, "/admin"))
+	})
+	return r
+}
+
+func writeAdminJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func writeAdminError(w http.ResponseWriter, status int, msg string) {
+	writeAdminJSON(w, status, map[string]string{"error": msg})
+}

@@ -1,0 +1,127 @@
+package handlers
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+// recordingBackend records the admin calls it receives.
+type recordingBackend struct {
+	calls []string
+}
+
+func (b *recordingBackend) rec(s string) { b.calls = append(b.calls, s) }
+func (b *recordingBackend) Plan(_ context.Context, id string) (any, error) {
+	b.rec("plan " + id)
+	if id == "404" {
+		return nil, fmt.Errorf("person 404: %w", ErrNotFound)
+	}
+	return map[string]string{"person_id": id}, nil
+}
+func (b *recordingBackend) PlanAll(context.Context) (any, error) {
+	b.rec("planall")
+	return []int{}, nil
+}
+func (b *recordingBackend) Enqueue(_ context.Context, id, reason string) error {
+	b.rec("enqueue " + id + " " + reason)
+	return nil
+}
+func (b *recordingBackend) FullSync(context.Context) (any, error) {
+	b.rec("sync")
+	return map[string]int{"drifting": 0}, nil
+}
+func (b *recordingBackend) Audit(_ context.Context, id string, limit int) ([]json.RawMessage, error) {
+	b.rec(fmt.Sprintf("audit %s %d", id, limit))
+	return []json.RawMessage{json.RawMessage(`{"person_id":"1"}`)}, nil
+}
+func (b *recordingBackend) Approvals(context.Context) (any, error) {
+	b.rec("approvals")
+	return []int{}, nil
+}
+func (b *recordingBackend) Approve(_ context.Context, id string) (any, error) {
+	b.rec("approve " + id)
+	return map[string]string{"id": id}, nil
+}
+func (b *recordingBackend) DeadLetters(context.Context) (any, error) {
+	b.rec("dl")
+	return []int{}, nil
+}
+func (b *recordingBackend) Redrive(_ context.Context, seq uint64) error {
+	b.rec(fmt.Sprintf("redrive %d", seq))
+	return nil
+}
+func (b *recordingBackend) PurgeDeadLetter(_ context.Context, seq uint64) error {
+	b.rec(fmt.Sprintf("purge %d", seq))
+	return nil
+}
+
+func TestAdminAPI(t *testing.T) {
+	const token = "0123456789abcdef0123"
+	b := &recordingBackend{}
+	srv := httptest.NewServer(http.StripPrefix("/admin", Admin(token, b, slog.New(slog.NewTextHandler(io.Discard, nil)))))
+	defer srv.Close()
+
+	tests := []struct {
+		method, path, auth string
+		status             int
+		call               string // expected backend call ("" none)
+		body               string // substring of the response
+	}{
+		{"GET", "/admin/plan/1001", "", 401, "", "bearer token"},
+		{"GET", "/admin/plan/1001", "Bearer wrong", 401, "", "bearer token"},
+		{"GET", "/admin/plan/1001", token, 401, "", "bearer token"}, // scheme required
+		{"GET", "/admin/plan/1001", "Bearer " + token, 200, "plan 1001", `"person_id": "1001"`},
+		{"GET", "/admin/plan/404", "Bearer " + token, 404, "plan 404", "not found"},
+		{"GET", "/admin/plan/bad%20id", "Bearer " + token, 400, "", "person id"},
+		{"GET", "/admin/plan", "Bearer " + token, 200, "planall", "[]"},
+		{"POST", "/admin/sync/1002", "Bearer " + token, 202, "enqueue 1002 admin", "queued"},
+		{"POST", "/admin/sync", "Bearer " + token, 200, "sync", "drifting"},
+		{"GET", "/admin/audit?employee=1003&limit=5", "Bearer " + token, 200, "audit 1003 5", "person_id"},
+		{"GET", "/admin/audit?limit=0", "Bearer " + token, 400, "", "limit"},
+		{"GET", "/admin/approvals", "Bearer " + token, 200, "approvals", "[]"},
+		{"POST", "/admin/approvals/abc123/approve", "Bearer " + token, 200, "approve abc123", "abc123"},
+		{"GET", "/admin/deadletters", "Bearer " + token, 200, "dl", "[]"},
+		{"POST", "/admin/deadletters/7/redrive", "Bearer " + token, 202, "redrive 7", "redriven"},
+		{"POST", "/admin/deadletters/x/redrive", "Bearer " + token, 400, "", "sequence"},
+		{"DELETE", "/admin/deadletters/9", "Bearer " + token, 200, "purge 9", "purged"},
+		{"GET", "/admin/nope", "Bearer " + token, 404, "", "no such admin endpoint"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.method+" "+tt.path+" "+tt.auth, func(t *testing.T) {
+			b.calls = nil
+			req, _ := http.NewRequest(tt.method, srv.URL+tt.path, nil)
+			if tt.auth != "" {
+				req.Header.Set("Authorization", tt.auth)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tt.status {
+				t.Fatalf("status = %d, want %d (%s)", resp.StatusCode, tt.status, body)
+			}
+			if !strings.Contains(string(body), tt.body) {
+				t.Errorf("body %s does not contain %q", body, tt.body)
+			}
+			if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+				t.Errorf("Content-Type = %q", ct)
+			}
+			var want []string
+			if tt.call != "" {
+				want = []string{tt.call}
+			}
+			if fmt.Sprint(b.calls) != fmt.Sprint(want) {
+				t.Errorf("backend calls = %v, want %v", b.calls, want)
+			}
+		})
+	}
+}
