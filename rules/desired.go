@@ -78,6 +78,12 @@ type Desired struct {
 	// time alone (create window opens, start date, end of last working day,
 	// deletion due); zero when none is due.
 	NextTransition time.Time `json:"next_transition,omitzero"`
+
+	// Warnings explain values the rules could not compute or Graph would
+	// refuse (too long, not a country code, ...). Such attributes are left
+	// out of Attributes, so the engine leaves them as they are; the
+	// warnings belong in the plan and the audit record.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Evaluator is the contract the engine relies on.
