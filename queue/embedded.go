@@ -123,7 +123,6 @@ func Connect(ctx context.Context, url, credsFile, name string, logger *slog.Logg
 	}
 }
 
-
 func connOptions(name string, logger *slog.Logger) []nats.Option {
 	return []nats.Option{
 		nats.Name(name),

@@ -26,7 +26,10 @@ func testLogger(t testing.TB) *slog.Logger {
 
 type tWriter struct{ t testing.TB }
 
-func (w *tWriter) Write(p []byte) (int, error) { w.t.Log(strings.TrimSpace(string(p))); return len(p), nil }
+func (w *tWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
 
 // startServer runs a real embedded JetStream server in a temp dir (nats.md §5).
 func startServer(t testing.TB, opts ...EmbeddedOption) *server.Server {
