@@ -237,28 +237,22 @@ func (q *Queue) readStream(ctx context.Context, stream, filter string, startSeq 
 	if err != nil {
 		return fmt.Errorf("stream %s: ordered consumer: %w", stream, err)
 	}
+	it, err := cons.Messages()
+	if err != nil {
+		return fmt.Errorf("stream %s: read: %w", stream, err)
+	}
+	defer it.Stop()
 	for {
-		batch, err := cons.Fetch(256, jetstream.FetchMaxWait(time.Second))
+		m, err := it.Next(jetstream.NextContext(ctx))
 		if err != nil {
-			return fmt.Errorf("stream %s: fetch: %w", stream, err)
+			return fmt.Errorf("stream %s: read: %w", stream, err)
 		}
-		got := 0
-		last := false
-		for m := range batch.Messages() {
-			got++
-			md, err := m.Metadata()
-			if err != nil {
-				return fmt.Errorf("stream %s: message metadata: %w", stream, err)
-			}
-			fn(m, md)
-			if md.NumPending == 0 {
-				last = true
-			}
+		md, err := m.Metadata()
+		if err != nil {
+			return fmt.Errorf("stream %s: message metadata: %w", stream, err)
 		}
-		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
-			return fmt.Errorf("stream %s: fetch: %w", stream, err)
-		}
-		if last || got == 0 {
+		fn(m, md)
+		if md.NumPending == 0 {
 			return nil
 		}
 	}
