@@ -155,6 +155,17 @@ func (c *Client) tokens(v apiVersion) *tokenSource {
 
 // do sends r with retries and decodes a 2xx JSON answer into out (if not nil).
 func (c *Client) do(ctx context.Context, r request, out any) error {
+	u, err := c.resolve(r.path)
+	if err != nil {
+		return fmt.Errorf("personio: %s: %w", r.op, err)
+	}
+	if len(r.query) > 0 {
+		q := u.Query()
+		for k, vs := range r.query {
+			q[k] = vs
+		}
+		u.RawQuery = q.Encode()
+	}
 	refreshed := false
 	for attempt := 0; ; attempt++ {
 		var tok string
@@ -165,7 +176,7 @@ func (c *Client) do(ctx context.Context, r request, out any) error {
 				return fmt.Errorf("personio: %s: %w", r.op, err)
 			}
 		}
-		status, hdr, body, err := c.send(ctx, r, tok)
+		status, hdr, body, err := c.send(ctx, r, u, tok)
 		if err != nil {
 			if ctx.Err() != nil {
 				return fmt.Errorf("personio: %s: %w", r.op, ctx.Err())
@@ -251,18 +262,7 @@ func retryAfter(h http.Header, now time.Time) (time.Duration, bool) {
 }
 
 // send performs one HTTP exchange.
-func (c *Client) send(ctx context.Context, r request, token string) (int, http.Header, []byte, error) {
-	u, err := c.resolve(r.path)
-	if err != nil {
-		return 0, nil, nil, err
-	}
-	if len(r.query) > 0 {
-		q := u.Query()
-		for k, vs := range r.query {
-			q[k] = vs
-		}
-		u.RawQuery = q.Encode()
-	}
+func (c *Client) send(ctx context.Context, r request, u *url.URL, token string) (int, http.Header, []byte, error) {
 	var body io.Reader
 	if r.body != nil {
 		body = bytes.NewReader(r.body)
