@@ -1,0 +1,292 @@
+package handlers
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// Envelope is a Personio webhook delivery (personio.md §1.3):
+// {company_id, event_name, occurred_at, payload, meta}, the first four
+// required.
+type Envelope struct {
+	CompanyID  string
+	EventName  string
+	OccurredAt time.Time
+	// Payload is the payload object in canonical form (keys sorted, no
+	// insignificant whitespace, numbers as sent).
+	Payload json.RawMessage
+	// Meta is the optional meta object, canonical, or nil.
+	Meta json.RawMessage
+
+	personID     string
+	employmentID string
+}
+
+// maxIDLen bounds person and employment ids taken from a payload.
+const maxIDLen = 256
+
+// ParseEnvelope decodes and validates a delivery body. Its error message
+// names the offending field; it is returned to the sender as is.
+func ParseEnvelope(body []byte) (Envelope, error) {
+	var raw map[string]json.RawMessage
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(&raw); err != nil {
+		return Envelope{}, fmt.Errorf("body is not a JSON object: %v", jsonErr(err))
+	}
+	if raw == nil {
+		return Envelope{}, errors.New("body is not a JSON object: got null")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return Envelope{}, errors.New("body has data after the JSON object")
+	}
+	var env Envelope
+	var err error
+	if env.CompanyID, err = idField(raw, "company_id", "company_id"); err != nil {
+		return Envelope{}, err
+	}
+	if env.EventName, err = stringField(raw, "event_name"); err != nil {
+		return Envelope{}, err
+	}
+	occurred, err := stringField(raw, "occurred_at")
+	if err != nil {
+		return Envelope{}, err
+	}
+	if env.OccurredAt, err = time.Parse(time.RFC3339Nano, occurred); err != nil {
+		return Envelope{}, fmt.Errorf("field occurred_at: %q is not an RFC 3339 date-time such as 2025-05-01T09:30:12Z", truncate(occurred))
+	}
+	p, ok := raw["payload"]
+	if !ok {
+		return Envelope{}, errors.New("field payload is required")
+	}
+	var payload map[string]json.RawMessage
+	if err := json.Unmarshal(p, &payload); err != nil || payload == nil {
+		return Envelope{}, errors.New("field payload must be a JSON object")
+	}
+	if env.Payload, err = canonical(p); err != nil {
+		return Envelope{}, fmt.Errorf("field payload: %v", err)
+	}
+	if m, ok := raw["meta"]; ok && string(m) != "null" {
+		var meta map[string]json.RawMessage
+		if err := json.Unmarshal(m, &meta); err != nil {
+			return Envelope{}, errors.New("field meta must be a JSON object when present")
+		}
+		if env.Meta, err = canonical(m); err != nil {
+			return Envelope{}, fmt.Errorf("field meta: %v", err)
+		}
+	}
+
+	// Entity ids: persons carry payload.person.id, employments
+	// payload.employment.id and maybe payload.person.id (personio.md §1.3;
+	// the inner shape is inferred, so the parse is lenient about extra keys).
+	switch eventKind(env.EventName) {
+	case kindPerson:
+		if env.personID, err = entityID(payload, "person"); err != nil {
+			return Envelope{}, fmt.Errorf("%s event: %v", env.EventName, err)
+		}
+		if env.personID == "" {
+			return Envelope{}, fmt.Errorf("%s event: field payload.person.id is required", env.EventName)
+		}
+	case kindEmployment:
+		if env.employmentID, err = entityID(payload, "employment"); err != nil {
+			return Envelope{}, fmt.Errorf("%s event: %v", env.EventName, err)
+		}
+		if env.personID, err = entityID(payload, "person"); err != nil {
+			return Envelope{}, fmt.Errorf("%s event: %v", env.EventName, err)
+		}
+		if env.employmentID == "" && env.personID == "" {
+			return Envelope{}, fmt.Errorf("%s event: field payload.employment.id is required", env.EventName)
+		}
+	}
+	return env, nil
+}
+
+// PersonID and EmploymentID are the ids the event is about ("" if none).
+func (e Envelope) PersonID() string     { return e.personID }
+func (e Envelope) EmploymentID() string { return e.employmentID }
+
+// DeliveryID identifies the delivery for de-duplication. Personio sends no
+// event id, and its retries resend the same body (personio.md §1.5), so the
+// id is a SHA-256 over company_id, event_name, occurred_at (normalised to
+// UTC) and the canonical payload: a retry maps to the same id even if the
+// JSON formatting or key order differ, while a new event about the same
+// person differs at least in occurred_at. meta is left out: it is optional
+// delivery metadata, not part of what happened.
+func (e Envelope) DeliveryID() string {
+	h := sha256.New()
+	for _, part := range []string{e.CompanyID, e.EventName, e.OccurredAt.UTC().Format(time.RFC3339Nano)} {
+		h.Write([]byte(part))
+		h.Write([]byte{0})
+	}
+	h.Write(e.Payload)
+	return "personio-" + hex.EncodeToString(h.Sum(nil))
+}
+
+// Canonical body stored on the queue: the envelope re-encoded, so the
+// stored form never depends on how the sender formatted it.
+func (e Envelope) canonicalBody() []byte {
+	type out struct {
+		CompanyID  string          `json:"company_id"`
+		EventName  string          `json:"event_name"`
+		OccurredAt string          `json:"occurred_at"`
+		Payload    json.RawMessage `json:"payload"`
+		Meta       json.RawMessage `json:"meta,omitempty"`
+	}
+	b, _ := json.Marshal(out{e.CompanyID, e.EventName, e.OccurredAt.UTC().Format(time.RFC3339Nano), e.Payload, e.Meta})
+	return b
+}
+
+func stringField(raw map[string]json.RawMessage, name string) (string, error) {
+	v, ok := raw[name]
+	if !ok {
+		return "", fmt.Errorf("field %s is required", name)
+	}
+	var s string
+	if err := json.Unmarshal(v, &s); err != nil {
+		return "", fmt.Errorf("field %s must be a string", name)
+	}
+	if strings.TrimSpace(s) == "" {
+		return "", fmt.Errorf("field %s must not be empty", name)
+	}
+	return s, nil
+}
+
+// idField accepts a non-empty string or an integer (ids are documented as
+// strings, but a number must not cost an event: a 4xx is never retried).
+func idField(raw map[string]json.RawMessage, key, name string) (string, error) {
+	v, ok := raw[key]
+	if !ok {
+		return "", fmt.Errorf("field %s is required", name)
+	}
+	return idValue(v, name)
+}
+
+func idValue(v json.RawMessage, name string) (string, error) {
+	var s string
+	if err := json.Unmarshal(v, &s); err == nil {
+		if strings.TrimSpace(s) == "" {
+			return "", fmt.Errorf("field %s must not be empty", name)
+		}
+		if len(s) > maxIDLen {
+			return "", fmt.Errorf("field %s is longer than %d bytes", name, maxIDLen)
+		}
+		return s, nil
+	}
+	var n json.Number
+	if err := json.Unmarshal(v, &n); err == nil {
+		if _, err := n.Int64(); err == nil {
+			return n.String(), nil
+		}
+	}
+	return "", fmt.Errorf("field %s must be a string or a whole number", name)
+}
+
+// entityID reads payload.<entity>.id; "" when payload.<entity> is absent.
+func entityID(payload map[string]json.RawMessage, entity string) (string, error) {
+	v, ok := payload[entity]
+	if !ok || string(v) == "null" {
+		return "", nil
+	}
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(v, &obj); err != nil || obj == nil {
+		return "", fmt.Errorf("field payload.%s must be an object", entity)
+	}
+	id, ok := obj["id"]
+	if !ok {
+		return "", fmt.Errorf("field payload.%s.id is required", entity)
+	}
+	return idValue(id, "payload."+entity+".id")
+}
+
+// canonical re-encodes JSON with sorted keys and exact numbers.
+func canonical(v json.RawMessage) (json.RawMessage, error) {
+	dec := json.NewDecoder(bytes.NewReader(v))
+	dec.UseNumber()
+	var x any
+	if err := dec.Decode(&x); err != nil {
+		return nil, jsonErr(err)
+	}
+	b, err := json.Marshal(x)
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+func jsonErr(err error) error {
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return fmt.Errorf("%s at byte %d", se.Error(), se.Offset)
+	}
+	if errors.Is(err, io.EOF) {
+		return errors.New("empty body")
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return errors.New("unexpected end of JSON")
+	}
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return fmt.Errorf("expected an object, got %s", te.Value)
+	}
+	return err
+}
+
+func truncate(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
+}
+
+// Event classes.
+type kind int
+
+const (
+	kindOther kind = iota
+	kindPerson
+	kindEmployment
+	kindPing
+	kindIgnored
+)
+
+// Events that are known but do not concern Entra accounts (personio.md
+// §1.2). Both spellings of absence and attendance events occur (§1.3).
+var ignoredEvents = map[string]bool{
+	"absence-period.created": true, "absence-period.updated": true, "absence-period.deleted": true,
+	"absence-period.updated.timerange": true, "absence-period.updated.status": true,
+	"absence_period.created": true, "absence_period.updated": true, "absence_period.deleted": true,
+	"absence_period.updated.timerange": true, "absence_period.updated.status": true,
+	"attendance-period.created": true, "attendance-period.updated": true, "attendance-period.deleted": true,
+	"attendance_period.created": true, "attendance_period.updated": true, "attendance_period.deleted": true,
+	"document.created": true, "document.updated": true, "document.signed": true, "document.deleted": true,
+}
+
+var personEvents = map[string]bool{"person.created": true, "person.updated": true, "person.deleted": true}
+
+var employmentEvents = map[string]bool{
+	"employment.created": true, "employment.updated": true, "employment.deleted": true,
+	"employment.started": true, "employment.terminated": true, "employment.updated.cost-centers": true,
+}
+
+func eventKind(name string) kind {
+	switch {
+	case name == "ping":
+		return kindPing
+	// Any person.* or employment.* event is work: the worker re-reads
+	// Personio anyway, so a sub-event added later (like
+	// employment.updated.cost-centers) is handled instead of lost.
+	case personEvents[name] || strings.HasPrefix(name, "person."):
+		return kindPerson
+	case employmentEvents[name] || strings.HasPrefix(name, "employment."):
+		return kindEmployment
+	case ignoredEvents[name]:
+		return kindIgnored
+	}
+	return kindOther
+}
