@@ -94,6 +94,7 @@ type Server struct {
 	mu          sync.Mutex
 	company     Company // lookups; persons live in persons
 	persons     map[string]*Person
+	order       []*Person // persons by id; nil when it must be rebuilt
 	tokens      []issuedToken
 	webhooks    []*Webhook
 	deliveries  []Delivery
@@ -198,6 +199,7 @@ func (s *Server) SetCompany(c *Company) {
 	s.company = Company{CompanyID: c.CompanyID, TimeZone: c.TimeZone, OrgUnits: slices.Clone(c.OrgUnits),
 		Offices: slices.Clone(c.Offices), LegalEntities: slices.Clone(c.LegalEntities), CostCenters: slices.Clone(c.CostCenters)}
 	s.persons = make(map[string]*Person, len(c.Persons))
+	s.order = nil
 	for _, p := range c.Persons {
 		q := p.clone()
 		stamp(&q.CreatedAt, now)
@@ -221,10 +223,7 @@ func (s *Server) Company() *Company {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c := s.company
-	c.Persons = s.sortedPersonsLocked()
-	for i := range c.Persons {
-		c.Persons[i] = c.Persons[i].clone()
-	}
+	c.Persons = s.clonePersonsLocked()
 	return &c
 }
 
@@ -243,19 +242,28 @@ func (s *Server) Person(id string) (Person, bool) {
 func (s *Server) Persons() []Person {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := s.sortedPersonsLocked()
-	for i := range out {
-		out[i] = out[i].clone()
-	}
-	return out
+	return s.clonePersonsLocked()
 }
 
-func (s *Server) sortedPersonsLocked() []Person {
-	out := make([]Person, 0, len(s.persons))
-	for _, p := range s.persons {
-		out = append(out, *p)
+// sortedPersonsLocked returns the persons ordered by id (stable offsets
+// for v1 paging). The slice is cached until the next mutation; callers
+// must not modify it.
+func (s *Server) sortedPersonsLocked() []*Person {
+	if s.order == nil {
+		s.order = make([]*Person, 0, len(s.persons))
+		for _, p := range s.persons {
+			s.order = append(s.order, p)
+		}
+		slices.SortFunc(s.order, func(a, b *Person) int { return idLess(a.ID, b.ID) })
 	}
-	slices.SortFunc(out, func(a, b Person) int { return idLess(a.ID, b.ID) })
+	return s.order
+}
+
+func (s *Server) clonePersonsLocked() []Person {
+	out := make([]Person, 0, len(s.persons))
+	for _, p := range s.sortedPersonsLocked() {
+		out = append(out, p.clone())
+	}
 	return out
 }
 

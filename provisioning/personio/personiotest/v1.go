@@ -49,12 +49,12 @@ func (s *Server) handleV1List(w http.ResponseWriter, r *http.Request) {
 		offset = 0
 	}
 	loc := s.locationLocked()
-	var match []Person
+	var match []*Person
 	for _, p := range s.sortedPersonsLocked() {
 		if email != "" && !strings.EqualFold(p.Email, email) {
 			continue
 		}
-		if !since.IsZero() && lastModified(&p).Before(since) {
+		if !since.IsZero() && lastModified(p).Before(since) {
 			continue
 		}
 		match = append(match, p)
@@ -62,7 +62,7 @@ func (s *Server) handleV1List(w http.ResponseWriter, r *http.Request) {
 	total := len(match)
 	data := []any{}
 	for i := offset; i < total && i < offset+limit; i++ {
-		data = append(data, s.v1EmployeeLocked(&match[i], loc))
+		data = append(data, s.v1EmployeeLocked(match[i], loc))
 	}
 	writeJSON(w, "application/json", http.StatusOK, map[string]any{
 		"success": true,

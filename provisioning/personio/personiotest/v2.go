@@ -106,10 +106,10 @@ func (s *Server) handleV2Persons(w http.ResponseWriter, r *http.Request) {
 				len(emails) > 0 && !slices.ContainsFunc(emails, func(e string) bool { return strings.EqualFold(e, p.Email) }),
 				hasGT && !p.UpdatedAt.After(gt),
 				hasLT && !p.UpdatedAt.Before(lt),
-				status != "" && personStatus(&p) != status:
+				status != "" && personStatus(p) != status:
 				continue
 			}
-			out = append(out, s.v2Person(&p))
+			out = append(out, s.v2Person(p))
 		}
 		return out, ""
 	})

@@ -363,6 +363,7 @@ func (s *Server) UpsertPerson(p Person) {
 			events = append(events, event{"employment.created", s.employmentPayload(q.ID, q.Employments[i].ID)})
 		}
 		s.persons[q.ID] = &q
+		s.order = nil
 		s.fireLocked(events)
 		s.mu.Unlock()
 		return
@@ -385,6 +386,7 @@ func (s *Server) DeletePerson(id string) {
 		return
 	}
 	delete(s.persons, id)
+	s.order = nil
 	var events []event
 	for _, e := range p.Employments {
 		events = append(events, event{"employment.deleted", s.employmentPayload(id, e.ID)})
@@ -438,6 +440,7 @@ func (s *Server) UpdatePerson(id string, fn func(*Person)) bool {
 		}
 	}
 	s.persons[id] = &after
+	s.order = nil
 	s.fireLocked(events)
 	return true
 }
