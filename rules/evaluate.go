@@ -114,14 +114,11 @@ func (r *Rules) Evaluate(e personio.Employee, now time.Time) (Desired, error) {
 			d.Warnings = append(d.Warnings, fmt.Sprintf("attributes.%s not computed, left as is: %v", ar.property, err))
 			continue
 		}
-		v, warn := r.normalise(ar.property, s)
+		v, keep, warn := r.normalise(ar.property, s)
 		if warn != "" {
 			d.Warnings = append(d.Warnings, fmt.Sprintf("attributes.%s: %s", ar.property, warn))
-			if v == "" && !clearable(ar.property) {
-				continue
-			}
 		}
-		if v == "" && !clearable(ar.property) {
+		if !keep || v == "" && !clearable(ar.property) {
 			continue // Graph cannot clear it: leave it as it is
 		}
 		d.Attributes[ar.property] = Value{Value: v, Policy: ar.policy}
@@ -273,45 +270,48 @@ func clearable(prop string) bool {
 	return prop != "displayName" && prop != "usageLocation"
 }
 
-// normalise trims and checks one value for Graph; a non-empty warning says
-// what was changed or why the value was dropped ("" returned).
-func (r *Rules) normalise(prop, v string) (string, string) {
+// normalise trims and checks one value for Graph. keep is false when the
+// value is invalid and must not be written (the property is then left as it
+// is); warn says what was changed or dropped.
+func (r *Rules) normalise(prop, v string) (out string, keep bool, warn string) {
 	v = strings.TrimSpace(v)
 	if v == "" {
-		return "", ""
+		return "", true, ""
 	}
 	switch prop {
 	case "employeeId":
 		// Never truncate the matching key: a cut id could match someone else.
 		if utf16Len(v) > maxLen[prop] {
-			return "", fmt.Sprintf("%q is longer than Graph's 16 characters; not written (graph.md §1.2)", v)
+			return "", false, fmt.Sprintf("%q is longer than Graph's 16 characters; not written (graph.md §1.2)", v)
 		}
-		return v, ""
+		return v, true, ""
 	case "usageLocation":
 		u := strings.ToUpper(v)
 		if len(u) != 2 || u[0] < 'A' || u[0] > 'Z' || u[1] < 'A' || u[1] > 'Z' {
-			return "", fmt.Sprintf("%q is not an ISO 3166 two-letter country code; not written", v)
+			return "", false, fmt.Sprintf("%q is not an ISO 3166 two-letter country code; not written", v)
 		}
-		return u, ""
+		return u, true, ""
 	case "employeeHireDate":
-		if d, err := personio.ParseDate(v); err == nil && len(v) == len(time.DateOnly) {
-			return d.Start(r.loc).UTC().Format(time.RFC3339), ""
+		if len(v) == len(time.DateOnly) {
+			if d, err := personio.ParseDate(v); err == nil {
+				return d.Start(r.loc).UTC().Format(time.RFC3339), true, ""
+			}
 		}
 		t, err := time.Parse(time.RFC3339, v)
 		if err != nil {
-			return "", fmt.Sprintf("%q is neither YYYY-MM-DD nor RFC 3339; not written", v)
+			return "", false, fmt.Sprintf("%q is neither YYYY-MM-DD nor RFC 3339; not written", v)
 		}
-		return t.UTC().Format(time.RFC3339), ""
+		return t.UTC().Format(time.RFC3339), true, ""
 	case "preferredLanguage":
 		if !languageTag(v) {
-			return "", fmt.Sprintf("%q is not a language tag such as de-DE; not written", v)
+			return "", false, fmt.Sprintf("%q is not a language tag such as de-DE; not written", v)
 		}
-		return v, ""
+		return v, true, ""
 	}
 	if n, ok := maxLen[prop]; ok && utf16Len(v) > n {
-		return strings.TrimSpace(truncateUTF16(v, n)), fmt.Sprintf("cut to Graph's %d characters (graph.md §1.2)", n)
+		return strings.TrimSpace(truncateUTF16(v, n)), true, fmt.Sprintf("cut to Graph's %d characters (graph.md §1.2)", n)
 	}
-	return v, ""
+	return v, true, ""
 }
 
 func languageTag(s string) bool {
@@ -373,7 +373,9 @@ func (r *Rules) upnCandidates(a *activation, e personio.Employee, warnings *[]st
 	var locals []string
 	out := make([]string, 0, 12)
 	add := func(upn string) {
-		if !ValidUPN(upn) {
+		// A local part of punctuation alone ("'" or "_") is valid but
+		// leaves no mail nickname: skip it.
+		if !ValidUPN(upn) || !hasAlnum(upn[:strings.IndexByte(upn, '@')]) {
 			return
 		}
 		for _, o := range out {
@@ -414,4 +416,13 @@ func (r *Rules) upnCandidates(a *activation, e personio.Employee, warnings *[]st
 		*warnings = append(*warnings, "no valid user principal name could be built from the name; add a candidate such as \"{id}\" or an {expr: ...}")
 	}
 	return out
+}
+
+func hasAlnum(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' {
+			return true
+		}
+	}
+	return false
 }
