@@ -26,12 +26,12 @@ type sampleCompany struct {
 		ID, Name string
 	} `json:"legal_entities"`
 	Persons []struct {
-		ID            string `json:"id"`
-		FirstName     string `json:"first_name"`
-		LastName      string `json:"last_name"`
-		PreferredName string `json:"preferred_name"`
-		Email         string `json:"email"`
-		Gender        string `json:"gender"`
+		ID            string               `json:"id"`
+		FirstName     string               `json:"first_name"`
+		LastName      string               `json:"last_name"`
+		PreferredName string               `json:"preferred_name"`
+		Email         string               `json:"email"`
+		Gender        string               `json:"gender"`
 		Custom        []personio.Attribute `json:"custom_attributes"`
 		Employments   []struct {
 			ID       string `json:"id"`
@@ -207,7 +207,7 @@ func TestExampleRulesSampleCompany(t *testing.T) {
 		t.Fatalf("sample has %d people, want 54", len(employees))
 	}
 	want := map[Phase][]string{
-		PhaseActive:  nil, // the rest
+		PhaseActive:  nil,              // the rest
 		PhasePreHire: {"1011", "1025"}, // start in 3 and 10 days: inside the 14-day window
 		PhaseNotYet:  {"1037"},         // starts in 21 days
 		PhaseLeaver:  {"1031"},         // last working day two days ago
