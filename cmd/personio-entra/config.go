@@ -36,6 +36,7 @@ type Config struct {
 	NATSCreds  string
 	DataDir    string
 	Partitions int // QUEUE_PARTITIONS
+	Replicas   int // QUEUE_REPLICAS: JetStream replicas of streams and consumers (3 in a cluster)
 
 	RulesFile string
 
@@ -112,6 +113,7 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		NATSCreds:            str("NATS_CREDS", ""),
 		DataDir:              str("DATA_DIR", "./data"),
 		Partitions:           integer("QUEUE_PARTITIONS", 32),
+		Replicas:             integer("QUEUE_REPLICAS", 1),
 		RulesFile:            str("RULES_FILE", "rules.yaml"),
 		ListenAddr:           str("LISTEN_ADDR", ":8080"),
 		AdminToken:           str("ADMIN_TOKEN", ""),
@@ -153,6 +155,11 @@ func (c Config) Validate(r role) error {
 	}
 	if c.Partitions < 1 || c.Partitions > 1024 {
 		bad("QUEUE_PARTITIONS=%d: want 1 to 1024", c.Partitions)
+	}
+	if c.Replicas < 1 || c.Replicas > 5 {
+		bad("QUEUE_REPLICAS=%d: want 1 to 5 (3 for a three-node NATS cluster)", c.Replicas)
+	} else if c.NATSURL == "" && c.Replicas != 1 {
+		bad("QUEUE_REPLICAS=%d needs NATS_URL: the embedded NATS server is a single node", c.Replicas)
 	}
 	if c.NATSURL != "" {
 		for _, u := range strings.Split(c.NATSURL, ",") {

@@ -1,0 +1,110 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/personio-entra/personio-entra/handlers"
+	"github.com/personio-entra/personio-entra/queue"
+)
+
+// queueConfig maps the process configuration onto the queue's.
+func queueConfig(cfg Config) queue.Config {
+	return queue.Config{Partitions: cfg.Partitions, Replicas: cfg.Replicas}
+}
+
+// openQueue connects to NATS and opens the queue: an embedded single-node
+// JetStream server storing under cfg.DataDir when cfg.NATSURL is empty, the
+// external server or cluster otherwise. The returned function closes
+// everything (connection drained, embedded server shut down).
+func openQueue(ctx context.Context, cfg Config, logger *slog.Logger) (*queue.Queue, func(), error) {
+	if cfg.NATSURL == "" {
+		ns, err := queue.StartEmbedded(cfg.DataDir, logger)
+		if err != nil {
+			return nil, nil, err
+		}
+		stopServer := func() { ns.Shutdown(); ns.WaitForShutdown() }
+		nc, err := queue.ConnectEmbedded(ns, "personio-entra", logger)
+		if err != nil {
+			stopServer()
+			return nil, nil, err
+		}
+		q, err := queue.Open(ctx, nc, queueConfig(cfg), logger)
+		if err != nil {
+			nc.Close()
+			stopServer()
+			return nil, nil, err
+		}
+		return q, func() {
+			q.Close()
+			if err := nc.Drain(); err != nil {
+				logger.Warn("draining the NATS connection failed", slog.Any("error", err))
+			}
+			stopServer()
+		}, nil
+	}
+	nc, err := queue.Connect(ctx, cfg.NATSURL, cfg.NATSCreds, "personio-entra", logger)
+	if err != nil {
+		return nil, nil, err
+	}
+	q, err := queue.Open(ctx, nc, queueConfig(cfg), logger)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return q, func() {
+		q.Close()
+		if err := nc.Drain(); err != nil {
+			logger.Warn("draining the NATS connection failed", slog.Any("error", err))
+		}
+	}, nil
+}
+
+// serveMetrics serves /healthz, /readyz and /metrics on addr until ctx ends.
+func serveMetrics(ctx context.Context, addr string, q *queue.Queue, logger *slog.Logger) error {
+	var ready handlers.ReadyFunc
+	if q != nil {
+		ready = q.Ready
+	}
+	return serveHTTP(ctx, "metrics", addr, handlers.OpsRouter(ready, logger), logger)
+}
+
+// serveHTTP runs an HTTP server on addr until ctx ends, then stops accepting
+// connections and lets requests in flight finish (up to 10 s).
+func serveHTTP(ctx context.Context, name, addr string, h http.Handler, logger *slog.Logger) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("%s listener on %s: %w", name, addr, err)
+	}
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      15 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	logger.Info("listening", slog.String("listener", name), slog.String("addr", ln.Addr().String()))
+	select {
+	case err := <-errc:
+		return fmt.Errorf("%s listener on %s: %w", name, addr, err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("%s listener: graceful shutdown: %w", name, err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("%s listener on %s: %w", name, addr, err)
+	}
+	logger.Info("listener stopped", slog.String("listener", name))
+	return nil
+}
