@@ -64,7 +64,8 @@ func (l *loader) load(data []byte) {
 		if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
 			line, _ = strconv.Atoi(m[1])
 		}
-		msg := strings.TrimPrefix(err.Error(), "yaml: ")
+		msg := yamlLine.ReplaceAllString(strings.TrimPrefix(err.Error(), "yaml: "), "")
+		msg = strings.TrimSpace(msg)
 		l.problemAt(position{line, 1}, "fix the YAML syntax (quote expressions that contain ': ' or start with a quote)", "%s", msg)
 		return
 	}
