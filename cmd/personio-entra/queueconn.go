@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/personio-entra/personio-entra/handlers"
 	"github.com/personio-entra/personio-entra/queue"
 )
@@ -42,9 +44,7 @@ func openQueue(ctx context.Context, cfg Config, logger *slog.Logger) (*queue.Que
 		}
 		return q, func() {
 			q.Close()
-			if err := nc.Drain(); err != nil {
-				logger.Warn("draining the NATS connection failed", slog.Any("error", err))
-			}
+			drainConn(nc, logger)
 			stopServer()
 		}, nil
 	}
@@ -59,10 +59,26 @@ func openQueue(ctx context.Context, cfg Config, logger *slog.Logger) (*queue.Que
 	}
 	return q, func() {
 		q.Close()
-		if err := nc.Drain(); err != nil {
-			logger.Warn("draining the NATS connection failed", slog.Any("error", err))
-		}
+		drainConn(nc, logger)
 	}, nil
+}
+
+// drainConn flushes what is pending on the connection (acks, publishes)
+// and closes it, waiting up to 5 s.
+func drainConn(nc *nats.Conn, logger *slog.Logger) {
+	closed := make(chan struct{})
+	nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+	if err := nc.Drain(); err != nil {
+		logger.Warn("draining the NATS connection failed", slog.Any("error", err))
+		nc.Close()
+		return
+	}
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		logger.Warn("draining the NATS connection timed out; closing it")
+		nc.Close()
+	}
 }
 
 // serveMetrics serves /healthz, /readyz and /metrics on addr until ctx ends.
