@@ -70,7 +70,7 @@ func TestPhases(t *testing.T) {
 		LastWorkingDay: day("2026-10-25"), TerminationDate: day("2026-10-31")}
 	with := func(e personio.Employee, f func(*personio.Employee)) personio.Employee { f(&e); return e }
 
-	startAt := time.Date(2026, 3, 29, 0, 0, 0, 0, berlin) // = 2026-03-28T23:00:00Z
+	startAt := time.Date(2026, 3, 29, 0, 0, 0, 0, berlin)  // = 2026-03-28T23:00:00Z
 	createAt := time.Date(2026, 3, 15, 0, 0, 0, 0, berlin) // = 2026-03-14T23:00:00Z
 	leaveAt := time.Date(2026, 10, 26, 0, 0, 0, 0, berlin) // = 2026-10-25T23:00:00Z
 
@@ -115,13 +115,17 @@ func TestPhases(t *testing.T) {
 			now: at("2026-10-31T22:59:59Z"), phase: PhaseActive, exists: true, enabled: true, groups: 1,
 			next: time.Date(2026, 11, 1, 0, 0, 0, 0, berlin), leaveDate: time.Date(2026, 11, 1, 0, 0, 0, 0, berlin)},
 		{name: "INACTIVE without any date is a leaver now",
-			e:   with(leaver, func(e *personio.Employee) { e.Status, e.LastWorkingDay, e.TerminationDate = "INACTIVE", personio.Date{}, personio.Date{} }),
+			e: with(leaver, func(e *personio.Employee) {
+				e.Status, e.LastWorkingDay, e.TerminationDate = "INACTIVE", personio.Date{}, personio.Date{}
+			}),
 			now: at("2026-06-01T12:00:00Z"), phase: PhaseLeaver, exists: true, revoke: true, groups: 0, reasonContain: "INACTIVE"},
 		{name: "INACTIVE keeps access to the end of a later last working day",
 			e:   with(leaver, func(e *personio.Employee) { e.Status = "INACTIVE" }),
 			now: at("2026-10-25T12:00:00Z"), phase: PhaseActive, exists: true, enabled: true, next: leaveAt, groups: 1, leaveDate: leaveAt},
 		{name: "status LEAVE disables when leave_of_absence.disable is on",
-			e:   with(leaver, func(e *personio.Employee) { e.Status, e.LastWorkingDay, e.TerminationDate = "LEAVE", personio.Date{}, personio.Date{} }),
+			e: with(leaver, func(e *personio.Employee) {
+				e.Status, e.LastWorkingDay, e.TerminationDate = "LEAVE", personio.Date{}, personio.Date{}
+			}),
 			now: at("2026-06-01T12:00:00Z"), phase: PhaseActive, exists: true, enabled: false, groups: 1, reasonContain: "leave of absence"},
 		{name: "deletion due 30 days after the last working day", rules: phaseRulesWith(t, "true", "true", "30"),
 			e: leaver, now: at("2026-11-24T22:59:59Z"), phase: PhaseLeaver, exists: true, revoke: true, groups: 0,
