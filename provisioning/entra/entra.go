@@ -307,6 +307,12 @@ func (d *Directory) markCreated(id string) {
 	d.recent[id] = now
 }
 
+func (d *Directory) forget(id string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.recent, id)
+}
+
 // isRecent reports whether any id was created by this process within the
 // replication window.
 func (d *Directory) isRecent(ids ...string) bool {

@@ -342,8 +342,8 @@ func deltaManager(add map[string]any) string {
 // is retried; after a lost response (timeout, reset, 5xx) the user is looked
 // up by UPN first, and only re-sent when it is not there. An ObjectConflict
 // on the UPN adopts the existing account only when it carries the same
-// employeeId (it is this create's earlier, lost success); otherwise it is
-// ErrConflict.
+// employeeId (it is this create's earlier, lost success, waited for through
+// the replication window); otherwise it is ErrConflict.
 func (d *Directory) CreateUser(ctx context.Context, nu provisioning.NewUser) (provisioning.User, error) {
 	const op = "create user"
 	body, err := d.newUserBody(nu)
@@ -370,9 +370,13 @@ func (d *Directory) CreateUser(ctx context.Context, nu provisioning.NewUser) (pr
 			}
 			return provisioning.User{}, d.fail(op, err)
 		case ctx.Err() == nil && lostResponse(err) && attempt < maxCreates:
+			// One immediate look-up; if the user is not readable yet, the
+			// re-sent create is still safe: UPN uniqueness is enforced at
+			// write time, so a landed first create turns the second into an
+			// ObjectConflict, which then waits for the user to replicate.
 			lost = true
-			d.log.Warn("user create response lost; looking the user up before retrying", "upn", nu.UserPrincipalName, "attempt", attempt, "error", err)
-			if u, ok := d.adopt(ctx, nu.UserPrincipalName, wantEmp, true); ok {
+			d.log.Warn("user create response lost; looking the user up before re-sending", "upn", nu.UserPrincipalName, "attempt", attempt, "error", err)
+			if u, ok := d.adopt(ctx, nu.UserPrincipalName, wantEmp, false); ok {
 				return u, nil
 			}
 		default:
@@ -557,6 +561,7 @@ func (d *Directory) DeleteUser(ctx context.Context, id string) error {
 		if err := d.client.Users().ByUserId(id).Delete(ctx, nil); err != nil {
 			return d.fail("delete user", err)
 		}
+		d.forget(id) // a 404 from now on is real, not replication
 		return nil
 	})
 }

@@ -100,7 +100,8 @@ func route(method string, segs []string) (string, bool) {
 func isDelta(s string) bool {
 	return s == "delta" || s == "delta()" || s == "microsoft.graph.delta" || s == "microsoft.graph.delta()"
 }
-func isUserCast(s string) bool { return s == "graph.user" || s == "microsoft.graph.user" }
+func isUserCast(s string) bool  { return s == "graph.user" || s == "microsoft.graph.user" }
+func isGroupCast(s string) bool { return s == "graph.group" || s == "microsoft.graph.group" }
 
 func (s *Server) serveGraph(w http.ResponseWriter, r *http.Request) {
 	c := &reqCtx{w: w, r: r, requestID: newID()}
@@ -261,6 +262,8 @@ func (s *Server) dispatch(c *reqCtx, segs []string) int {
 			return s.deleteUser(c, segs[1])
 		case n == 3 && segs[2] == "revokeSignInSessions" && m == http.MethodPost:
 			return s.revokeSessions(c, segs[1])
+		case (n == 3 || (n == 4 && isGroupCast(segs[3]))) && segs[2] == "memberOf" && m == http.MethodGet:
+			return s.memberOf(c, segs[1])
 		case n == 3 && segs[2] == "manager" && m == http.MethodGet:
 			return s.getManager(c, segs[1])
 		case n == 4 && segs[2] == "manager" && segs[3] == "$ref" && m == http.MethodPut:
@@ -301,6 +304,8 @@ type query struct {
 	count    bool
 	skip     int
 	advanced bool
+	// expandManager holds the $select inside $expand=manager(...); nil when not expanded.
+	expandManager []string
 }
 
 type clause struct {
@@ -347,6 +352,24 @@ func (c *reqCtx) parseQuery(resource string, filterable map[string]bool) (query,
 			return q, false
 		}
 		q.skip = n
+	}
+	if ex := v.Get("$expand"); ex != "" {
+		if q.advanced {
+			// $expand cannot be combined with advanced queries (graph.md §3.1).
+			c.graphError(http.StatusBadRequest, "Request_UnsupportedQuery", "Unsupported Query.")
+			return q, false
+		}
+		rest, ok := strings.CutPrefix(ex, "manager")
+		if !ok {
+			c.graphError(http.StatusBadRequest, "BadRequest", fmt.Sprintf("Could not find a property named '%s' on type 'microsoft.graph.user'.", ex))
+			return q, false
+		}
+		q.expandManager = []string{"id"}
+		if inner, ok := strings.CutPrefix(rest, "($select="); ok {
+			q.expandManager = strings.Split(strings.TrimSuffix(inner, ")"), ",")
+		}
+		// $expand on directory objects returns at most 100 objects per page.
+		q.top = min(q.top, 100)
 	}
 	if f := v.Get("$filter"); f != "" {
 		cl, err := parseFilter(f)
@@ -553,6 +576,19 @@ func (s *Server) replicated(created time.Time) bool {
 	return created.IsZero() || s.opts.ReplicationDelay <= 0 || time.Since(created) >= s.opts.ReplicationDelay
 }
 
+// withManager adds the expanded manager to a projected user. Caller holds s.mu.
+func (s *Server) withManager(it map[string]any, o *userObj, q query) map[string]any {
+	if q.expandManager == nil {
+		return it
+	}
+	if m, ok := s.visibleUser(o.managerID); ok && o.managerID != "" {
+		mp := project(m.props, q.expandManager, nil)
+		mp["@odata.type"] = "#microsoft.graph.user"
+		it["manager"] = mp
+	}
+	return it
+}
+
 func (s *Server) listUsers(c *reqCtx) int {
 	q, ok := c.parseQuery("User", userFilterable)
 	if !ok {
@@ -565,7 +601,7 @@ func (s *Server) listUsers(c *reqCtx) int {
 		if o.deleted || !s.replicated(o.created) || !matches(o.props, q.filter) {
 			continue
 		}
-		items = append(items, project(o.props, q.sel, defaultUserSelect))
+		items = append(items, s.withManager(project(o.props, q.sel, defaultUserSelect), o, q))
 	}
 	s.mu.Unlock()
 	return s.page(c, q, items, "users")
@@ -645,7 +681,7 @@ func (s *Server) getUser(c *reqCtx, key string) int {
 	o, vis := s.visibleUser(key)
 	var out map[string]any
 	if vis {
-		out = project(o.props, q.sel, defaultUserSelect)
+		out = s.withManager(project(o.props, q.sel, defaultUserSelect), o, q)
 	}
 	s.mu.Unlock()
 	if !vis {
@@ -1112,6 +1148,36 @@ func (s *Server) listMembers(c *reqCtx, gid string, usersOnly bool) int {
 	s.mu.Unlock()
 	if !found {
 		c.graphError(http.StatusNotFound, "Request_ResourceNotFound", notFoundMsg(gid))
+		return http.StatusNotFound
+	}
+	return s.page(c, q, items, "directoryObjects")
+}
+
+// memberOf lists the groups the user is a direct member of.
+// The simulator has no directory roles or administrative units, so the
+// plain and the microsoft.graph.group forms list the same groups.
+func (s *Server) memberOf(c *reqCtx, key string) int {
+	q, ok := c.parseQuery("DirectoryObject", map[string]bool{"id": true})
+	if !ok {
+		return http.StatusBadRequest
+	}
+	s.mu.Lock()
+	o, vis := s.visibleUser(key)
+	var items []map[string]any
+	if vis {
+		id := o.props["id"].(string)
+		for _, gid := range s.order {
+			g := s.groups[gid]
+			if slices.Contains(g.members, id) {
+				it := project(groupProps(g.g), q.sel, defaultGroupSelect)
+				it["@odata.type"] = "#microsoft.graph.group"
+				items = append(items, it)
+			}
+		}
+	}
+	s.mu.Unlock()
+	if !vis {
+		c.graphError(http.StatusNotFound, "Request_ResourceNotFound", notFoundMsg(key))
 		return http.StatusNotFound
 	}
 	return s.page(c, q, items, "directoryObjects")
