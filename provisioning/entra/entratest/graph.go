@@ -518,8 +518,10 @@ func project(props map[string]any, sel []string, def []string) map[string]any {
 		if p == "manager" {
 			continue
 		}
+		// Values are stored in JSON-decoded form and replaced, never
+		// mutated in place, so sharing them with the response is safe.
 		if v, ok := props[p]; ok {
-			out[p] = normalise(v)
+			out[p] = v
 		} else {
 			out[p] = nil
 		}
@@ -595,13 +597,17 @@ func (s *Server) listUsers(c *reqCtx) int {
 		return http.StatusBadRequest
 	}
 	s.mu.Lock()
-	var items []map[string]any
+	var hits []*userObj
 	for _, id := range s.userOrder {
 		o := s.users[id]
 		if o.deleted || !s.replicated(o.created) || !matches(o.props, q.filter) {
 			continue
 		}
-		items = append(items, s.withManager(project(o.props, q.sel, defaultUserSelect), o, q))
+		hits = append(hits, o)
+	}
+	items := make([]map[string]any, len(hits))
+	for i := min(q.skip, len(hits)); i < min(q.skip+q.top, len(hits)); i++ {
+		items[i] = s.withManager(project(hits[i].props, q.sel, defaultUserSelect), hits[i], q)
 	}
 	s.mu.Unlock()
 	return s.page(c, q, items, "users")
@@ -636,28 +642,31 @@ func (s *Server) deltaUsers(c *reqCtx) int {
 	}
 	withManager := slices.Contains(q.sel, "manager")
 	s.mu.Lock()
-	var items []map[string]any
+	var hits []*userObj
 	for _, id := range s.userOrder {
 		o := s.users[id]
-		if o.seq <= since || !s.replicated(o.created) {
+		if o.seq <= since || !s.replicated(o.created) || (o.deleted && since == 0) {
 			continue
 		}
+		hits = append(hits, o)
+	}
+	end := min(q.skip+q.top, len(hits))
+	start := min(q.skip, len(hits))
+	items := make([]map[string]any, len(hits))
+	for i := start; i < end; i++ {
+		o := hits[i]
 		if o.deleted {
-			if since > 0 {
-				items = append(items, map[string]any{"id": id, "@removed": map[string]any{"reason": "changed"}})
-			}
+			items[i] = map[string]any{"id": o.props["id"], "@removed": map[string]any{"reason": "changed"}}
 			continue
 		}
 		it := project(o.props, q.sel, defaultUserSelect)
 		if withManager && o.managerID != "" {
 			it["manager@delta"] = []map[string]any{{"@odata.type": "#microsoft.graph.user", "id": o.managerID}}
 		}
-		items = append(items, it)
+		items[i] = it
 	}
 	seq := s.seq
 	s.mu.Unlock()
-	end := min(q.skip+q.top, len(items))
-	start := min(q.skip, len(items))
 	resp := map[string]any{"@odata.context": s.ts.URL + "/v1.0/$metadata#users", "value": items[start:end]}
 	if end < len(items) {
 		link := s.linkWith(c.r, "$skiptoken", base64.RawURLEncoding.EncodeToString([]byte(strconv.Itoa(end))))
