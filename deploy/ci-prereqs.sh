@@ -11,3 +11,4 @@ if ! command -v promtool >/dev/null 2>&1; then
     exit 1
   fi
 fi
+promtool --version 2>&1 | head -n 1
