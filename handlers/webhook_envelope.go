@@ -61,6 +61,11 @@ func ParseEnvelope(body []byte) (Envelope, error) {
 	if env.OccurredAt, err = time.Parse(time.RFC3339Nano, occurred); err != nil {
 		return Envelope{}, fmt.Errorf("field occurred_at: %q is not an RFC 3339 date-time such as 2025-05-01T09:30:12Z", truncate(occurred))
 	}
+	// Normalised to UTC the instant must stay a 4-digit year, so that the
+	// canonical form (and with it the delivery id) is stable.
+	if y := env.OccurredAt.UTC().Year(); y < 1970 || y > 9999 {
+		return Envelope{}, fmt.Errorf("field occurred_at: %q is outside the years 1970 to 9999", truncate(occurred))
+	}
 	p, ok := raw["payload"]
 	if !ok {
 		return Envelope{}, errors.New("field payload is required")

@@ -153,6 +153,7 @@ func TestWebhookRefusals(t *testing.T) {
 		{"numeric event_name", tokenOld, "application/json", `{"company_id":"123456","event_name":5,"occurred_at":"2026-11-27T09:30:12Z","payload":{}}`, 400, "field event_name must be a string"},
 		{"missing occurred_at", tokenOld, "application/json", `{"company_id":"123456","event_name":"person.updated","payload":{}}`, 400, "field occurred_at is required"},
 		{"bad occurred_at", tokenOld, "application/json", strings.Replace(good, "2026-11-27T09:30:12Z", "27.11.2026", 1), 400, "field occurred_at"},
+		{"occurred_at before 1970", tokenOld, "application/json", strings.Replace(good, "2026-11-27T09:30:12Z", "0000-01-01T00:00:00+01:00", 1), 400, "outside the years 1970 to 9999"},
 		{"missing payload", tokenOld, "application/json", `{"company_id":"123456","event_name":"person.updated","occurred_at":"2026-11-27T09:30:12Z"}`, 400, "field payload is required"},
 		{"payload not an object", tokenOld, "application/json", delivery("person.updated", `"5005"`), 400, "field payload must be a JSON object"},
 		{"meta not an object", tokenOld, "application/json", strings.Replace(good, `"meta":{}`, `"meta":[]`, 1), 400, "field meta"},
