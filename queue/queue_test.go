@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 func testLogger(t testing.TB) *slog.Logger {
@@ -320,6 +321,9 @@ func TestDeadLetters(t *testing.T) {
 		return nil
 	}
 	runWorkers(t, q, h, nil)
+	permBefore := testutil.ToFloat64(deadLettersTotal.WithLabelValues(DeadLetterPermanent))
+	maxBefore := testutil.ToFloat64(deadLettersTotal.WithLabelValues(DeadLetterMaxDeliveries))
+	redelBefore := testutil.ToFloat64(redeliveriesTotal)
 	for _, p := range []string{"always-fails", "permanent"} {
 		if err := q.Enqueue(ctx, p, "sync"); err != nil {
 			t.Fatal(err)
@@ -363,6 +367,20 @@ func TestDeadLetters(t *testing.T) {
 		if n != tt.attempts {
 			t.Errorf("%s: handler called %d times, want %d", tt.person, n, tt.attempts)
 		}
+	}
+
+	if d := testutil.ToFloat64(deadLettersTotal.WithLabelValues(DeadLetterPermanent)) - permBefore; d != 1 {
+		t.Errorf("dead_letters_total{reason=permanent} grew by %v, want 1", d)
+	}
+	if d := testutil.ToFloat64(deadLettersTotal.WithLabelValues(DeadLetterMaxDeliveries)) - maxBefore; d != 1 {
+		t.Errorf("dead_letters_total{reason=max_deliveries} grew by %v, want 1", d)
+	}
+	if d := testutil.ToFloat64(redeliveriesTotal) - redelBefore; d != float64(cfg.MaxDeliver-1) {
+		t.Errorf("redeliveries_total grew by %v, want %d", d, cfg.MaxDeliver-1)
+	}
+	resetStatsCache()
+	if n := currentStats().deadLetters; n != 2 {
+		t.Errorf("dead_letter_messages = %v, want 2", n)
 	}
 
 	// Show one, then re-drive it: it runs again with reason "redrive" and
@@ -654,4 +672,48 @@ func TestReadyAndMetrics(t *testing.T) {
 	s.Shutdown()
 	s.WaitForShutdown()
 	waitFor(t, "Ready to fail", 5*time.Second, func() bool { return q.Ready(ctx) != nil })
+}
+
+// A handler that runs longer than AckWait keeps its message thanks to the
+// InProgress heartbeats: no redelivery, no second run.
+func TestHeartbeatsKeepLongWork(t *testing.T) {
+	s := startServer(t)
+	cfg := fastConfig()
+	cfg.AckWait = time.Second
+	q := openQueue(t, s, "heartbeat", cfg)
+	var calls atomic.Int32
+	done := make(chan struct{}, 4)
+	// Two worker processes, so a redelivery would have somewhere to go.
+	for i := range 2 {
+		qi := q
+		if i == 1 {
+			qi = openQueue(t, s, "heartbeat-2", cfg)
+		}
+		runWorkers(t, qi, func(ctx context.Context, personID string) error {
+			calls.Add(1)
+			select {
+			case <-time.After(2500 * time.Millisecond):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			done <- struct{}{}
+			return nil
+		}, nil)
+	}
+	before := testutil.ToFloat64(redeliveriesTotal)
+	if err := q.Enqueue(context.Background(), "long", "sync"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("long work never finished")
+	}
+	time.Sleep(1500 * time.Millisecond)
+	if n := calls.Load(); n != 1 {
+		t.Errorf("handler ran %d times, want 1", n)
+	}
+	if d := testutil.ToFloat64(redeliveriesTotal) - before; d != 0 {
+		t.Errorf("redeliveries grew by %v, want 0", d)
+	}
 }
