@@ -182,3 +182,7 @@ func (r *Rules) CheckGroups(ctx context.Context, resolve GroupResolver) error {
 	}
 	return nil
 }
+
+// ManagesManager reports whether the rules set the Entra manager (`manager:`
+// true or an expression). When false the engine never touches managers.
+func (r *Rules) ManagesManager() bool { return r.manager.fromSupervisor || r.manager.expr != nil }

@@ -1,0 +1,353 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/personio-entra/personio-entra/provisioning"
+	"github.com/personio-entra/personio-entra/rules"
+)
+
+func init() {
+	register("plan", command{summary: "dry run: the desired state and the changes for one employee (--employee ID) or everyone (--all)", run: runPlan})
+	register("check", command{summary: "validate configuration and rules, and test access to Personio and Entra", run: runCheck})
+	register("sync", command{summary: "reconcile one employee (--employee ID) or everyone (--all) now, through the queue", run: runSync})
+	register("audit", command{summary: "show the audit log (--employee ID, --limit N, --json)", run: runAudit})
+	register("approve", command{summary: "list (--list) or approve (ID) change sets the mass-change guard held back", run: runApprove})
+}
+
+// newFlags returns a flag set that reports errors as usage errors.
+func newFlags(name string, env *environment) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(env.stderr)
+	return fs
+}
+
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return usageError{err.Error()}
+	}
+	if fs.NArg() > 0 && fs.Name() != "approve" {
+		return usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
+	}
+	return nil
+}
+
+// loadFor loads and validates the configuration for a role.
+func loadFor(env *environment, r role) (Config, error) {
+	cfg, err := loadConfig(env.getenv)
+	if err != nil {
+		return cfg, fmt.Errorf("configuration:\n%w", indent(err))
+	}
+	if err := cfg.Validate(r); err != nil {
+		return cfg, fmt.Errorf("configuration:\n%w", indent(err))
+	}
+	return cfg, nil
+}
+
+// indent renders a joined error one problem per line.
+func indent(err error) error {
+	lines := strings.Split(err.Error(), "\n")
+	for i, l := range lines {
+		lines[i] = "  - " + l
+	}
+	return errors.New(strings.Join(lines, "\n"))
+}
+
+func runPlan(ctx context.Context, env *environment, args []string) error {
+	fs := newFlags("plan", env)
+	id := fs.String("employee", "", "Personio person id")
+	all := fs.Bool("all", false, "plan everyone (bulk reads, no writes)")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if (*id == "") == !*all {
+		return usageError{"give exactly one of --employee ID or --all"}
+	}
+	cfg, err := loadFor(env, role{worker: true})
+	if err != nil {
+		return err
+	}
+	a, err := newApp(ctx, cfg, newLogger(cfg, env.stderr), nil)
+	if err != nil {
+		return err
+	}
+	var plans []provisioning.Plan
+	if *all {
+		plans, err = a.engine.Drift(ctx, nil)
+	} else {
+		var p provisioning.Plan
+		p, err = a.engine.PlanFor(ctx, *id)
+		plans = []provisioning.Plan{p}
+	}
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return writeJSON(env.stdout, plans)
+	}
+	printPlans(env.stdout, plans, *all)
+	return nil
+}
+
+func printPlans(w io.Writer, plans []provisioning.Plan, all bool) {
+	if all && len(plans) == 0 {
+		fmt.Fprintln(w, "No drift: Entra matches the rules for everyone.")
+		return
+	}
+	for _, p := range plans {
+		fmt.Fprintf(w, "person %s  phase=%s", p.PersonID, p.Phase)
+		if p.UPN != "" {
+			fmt.Fprintf(w, "  account=%s", p.UPN)
+		}
+		if p.Reason != "" {
+			fmt.Fprintf(w, "  (%s)", p.Reason)
+		}
+		fmt.Fprintln(w)
+		if !all {
+			d := p.Desired
+			fmt.Fprintf(w, "  desired: exists=%t enabled=%t groups=%v manager=%s upn candidates=%v\n",
+				d.Exists, d.AccountEnabled, d.Groups, d.ManagerPersonID, d.UPNCandidates)
+			if !d.NextTransition.IsZero() {
+				fmt.Fprintf(w, "  next transition: %s\n", d.NextTransition.Format("2006-01-02 15:04 MST"))
+			}
+		}
+		if len(p.Changes) == 0 {
+			fmt.Fprintln(w, "  no changes")
+		}
+		for _, c := range p.Changes {
+			fmt.Fprintf(w, "  - %s\n", c)
+		}
+		for _, n := range p.Notes {
+			fmt.Fprintf(w, "  note: %s\n", n)
+		}
+	}
+	if all {
+		fmt.Fprintf(w, "%d people drift.\n", len(plans))
+	}
+}
+
+func runCheck(ctx context.Context, env *environment, args []string) error {
+	fs := newFlags("check", env)
+	offline := fs.Bool("offline", false, "check configuration and rules only, without calling Personio or Entra")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	var problems []string
+	cfg, err := loadConfig(env.getenv)
+	if err != nil {
+		problems = append(problems, strings.Split(err.Error(), "\n")...)
+	}
+	r := role{worker: true}
+	if err := cfg.Validate(r); err != nil {
+		problems = append(problems, strings.Split(err.Error(), "\n")...)
+	}
+	rs, rerr := rules.Load(cfg.RulesFile)
+	if rerr != nil {
+		problems = append(problems, strings.Split(rerr.Error(), "\n")...)
+	} else {
+		fmt.Fprintf(env.stdout, "ok   rules %s: %d managed groups, time zone %s\n", cfg.RulesFile, len(rs.ManagedGroups()), rs.TimeZone())
+	}
+	if len(problems) == 0 && !*offline {
+		log := newLogger(cfg, io.Discard)
+		a, err := newApp(ctx, cfg, log, nil)
+		if err != nil {
+			problems = append(problems, err.Error())
+		} else {
+			if err := a.source.Check(ctx); err != nil {
+				problems = append(problems, "Personio: "+err.Error())
+			} else {
+				fmt.Fprintln(env.stdout, "ok   Personio API reachable with the configured credential")
+			}
+			if err := a.dir.Check(ctx); err != nil {
+				problems = append(problems, "Entra: "+err.Error())
+			} else {
+				fmt.Fprintln(env.stdout, "ok   Microsoft Graph reachable with the configured app registration")
+				err := rs.CheckGroups(ctx, func(ctx context.Context, key string) (string, string, error) {
+					var g provisioning.Group
+					var err error
+					if looksLikeObjectID(key) {
+						g, err = a.dir.GetGroup(ctx, key)
+					} else {
+						g, err = a.dir.ResolveGroup(ctx, key)
+					}
+					return g.ID, g.Unmanageable, err
+				})
+				if err != nil {
+					problems = append(problems, strings.Split(err.Error(), "\n")...)
+				} else {
+					fmt.Fprintln(env.stdout, "ok   every managed group exists and its members can be managed through Graph")
+				}
+			}
+		}
+	}
+	if len(problems) > 0 {
+		for _, p := range problems {
+			if p = strings.TrimSpace(p); p != "" {
+				fmt.Fprintf(env.stdout, "FAIL %s\n", p)
+			}
+		}
+		return fmt.Errorf("%d problem(s) found", len(problems))
+	}
+	fmt.Fprintln(env.stdout, "All checks passed.")
+	return nil
+}
+
+func looksLikeObjectID(s string) bool {
+	return len(s) == 36 && strings.Count(s, "-") == 4
+}
+
+func runSync(ctx context.Context, env *environment, args []string) error {
+	fs := newFlags("sync", env)
+	id := fs.String("employee", "", "Personio person id to reconcile")
+	all := fs.Bool("all", false, "run a complete full sync now (drifting people are queued for the workers)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if (*id == "") == !*all {
+		return usageError{"give exactly one of --employee ID or --all"}
+	}
+	cfg, err := loadFor(env, role{worker: *all})
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg, env.stderr)
+	q, closeQ, err := openQueue(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer closeQ()
+	if *id != "" {
+		if err := q.Enqueue(ctx, *id, "cli"); err != nil {
+			return err
+		}
+		fmt.Fprintf(env.stdout, "person %s queued; a worker reconciles it now (see `personio-entra audit --employee %s`)\n", *id, *id)
+		return nil
+	}
+	a, err := newApp(ctx, cfg, log, q)
+	if err != nil {
+		return err
+	}
+	rep, err := a.syncer.Run(ctx, true, false)
+	if err != nil {
+		return err
+	}
+	if rep.Skipped {
+		return errors.New("another process is running a full sync; try again when it is done")
+	}
+	fmt.Fprintf(env.stdout, "full sync: %d employees, %d accounts, %d drifting, %d queued\n", rep.Employees, rep.Accounts, rep.Drifting, rep.Enqueued)
+	if rep.Guarded {
+		fmt.Fprintf(env.stdout, "GUARD: %d destructive changes held back; review with `personio-entra approve --list`, release with `personio-entra approve %s`\n", rep.Destructive, rep.ApprovalID)
+	}
+	return nil
+}
+
+func runAudit(ctx context.Context, env *environment, args []string) error {
+	fs := newFlags("audit", env)
+	id := fs.String("employee", "", "Personio person id (empty: everyone)")
+	limit := fs.Int("limit", 50, "newest N records")
+	asJSON := fs.Bool("json", false, "print JSON lines")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *limit < 1 {
+		return usageError{"--limit must be at least 1"}
+	}
+	cfg, err := loadFor(env, role{})
+	if err != nil {
+		return err
+	}
+	q, closeQ, err := openQueue(ctx, cfg, newLogger(cfg, env.stderr))
+	if err != nil {
+		return err
+	}
+	defer closeQ()
+	recs, err := q.ReadAudit(ctx, *id, *limit)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		for _, r := range recs {
+			fmt.Fprintln(env.stdout, string(r))
+		}
+		return nil
+	}
+	tw := tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TIME\tPERSON\tTRIGGER\tACCOUNT\tCHANGE\tRESULT\tNOTE")
+	for _, raw := range recs {
+		var r provisioning.AuditRecord
+		if err := json.Unmarshal(raw, &r); err != nil {
+			return fmt.Errorf("decode audit record: %w", err)
+		}
+		note := r.Note
+		if r.Error != "" {
+			note = strings.TrimSpace(note + " " + r.Error)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Time.Format("2006-01-02 15:04:05"), r.PersonID, r.Trigger, r.UPN, r.Summary, r.Result, note)
+	}
+	return tw.Flush()
+}
+
+func runApprove(ctx context.Context, env *environment, args []string) error {
+	fs := newFlags("approve", env)
+	list := fs.Bool("list", false, "list pending approvals")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *list == (fs.NArg() == 1) || fs.NArg() > 1 {
+		return usageError{"use `approve --list` or `approve ID`"}
+	}
+	cfg, err := loadFor(env, role{worker: true})
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg, env.stderr)
+	q, closeQ, err := openQueue(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer closeQ()
+	a, err := newApp(ctx, cfg, log, q)
+	if err != nil {
+		return err
+	}
+	if *list {
+		aps, err := a.syncer.Approvals(ctx)
+		if err != nil {
+			return err
+		}
+		if len(aps) == 0 {
+			fmt.Fprintln(env.stdout, "No pending approvals.")
+		}
+		for _, ap := range aps {
+			fmt.Fprintf(env.stdout, "%s  created %s  %d people, %d destructive changes (threshold %d)\n",
+				ap.ID, ap.Created.Format("2006-01-02 15:04"), len(ap.People), ap.Destructive, ap.Threshold)
+			for _, s := range ap.Summary {
+				fmt.Fprintf(env.stdout, "    %s\n", s)
+			}
+		}
+		return nil
+	}
+	ap, err := a.syncer.Approve(ctx, fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.stdout, "approved %s: %d people queued; the workers apply their changes now\n", ap.ID, len(ap.People))
+	return nil
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
