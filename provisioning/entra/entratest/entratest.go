@@ -22,6 +22,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
@@ -242,6 +243,12 @@ func (s *Server) ClientSecret() string { return s.opts.ClientSecret }
 
 // Client returns an *http.Client that trusts the simulator's TLS certificate.
 func (s *Server) Client() *http.Client { return s.client }
+
+// CertificatePEM is the server's self-signed TLS certificate in PEM form,
+// for a separate process to trust it (e.g. through SSL_CERT_FILE).
+func (s *Server) CertificatePEM() []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.ts.Certificate().Raw})
+}
 
 // TLSConfig returns a client TLS configuration trusting the simulator.
 func (s *Server) TLSConfig() *tls.Config {
