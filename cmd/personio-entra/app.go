@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"time"
 
@@ -30,8 +31,14 @@ type app struct {
 	syncer *provisioning.Syncer // nil without a queue
 }
 
+// appOptions are wiring overrides for the demo and the tests.
+type appOptions struct {
+	entraHTTP *http.Client // trusts the Entra simulator's certificate
+	now       func() time.Time
+}
+
 // newApp loads the rules and builds the clients and the engine. q may be nil.
-func newApp(ctx context.Context, cfg Config, log *slog.Logger, q *queue.Queue) (*app, error) {
+func newApp(ctx context.Context, cfg Config, log *slog.Logger, q *queue.Queue, opts appOptions) (*app, error) {
 	r, err := rules.Load(cfg.RulesFile)
 	if err != nil {
 		return nil, err
@@ -46,7 +53,7 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger, q *queue.Queue) (
 	dir, err := entra.New(ctx, entra.Config{
 		TenantID: cfg.EntraTenantID, ClientID: cfg.EntraClientID, ClientSecret: cfg.EntraClientSecret,
 		CertificatePath: cfg.EntraClientCert, Cloud: cfg.EntraCloud, AuthorityHost: cfg.EntraAuthority,
-		GraphURL: cfg.GraphAPIURL, Logger: log.With("component", "entra"),
+		GraphURL: cfg.GraphAPIURL, HTTPClient: opts.entraHTTP, Logger: log.With("component", "entra"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("entra client: %w", err)
@@ -61,6 +68,7 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger, q *queue.Queue) (
 		ManagedGroups: r.ManagedGroups(), ManageManager: r.ManagesManager(), MatchKeys: keys,
 		OnDeleted: provisioning.LeaverActions{RevokeSessions: lc.Leaver.RevokeSessions, RemoveMemberships: lc.Leaver.RemoveMemberships},
 		Protected: cfg.ProtectedAccounts, DryRun: cfg.DryRun, Logger: log.With("component", "engine"),
+		Now: opts.now,
 	}
 	if q != nil { // a nil *queue.Queue must not become a non-nil interface
 		ecfg.Scheduler, ecfg.Audit = q, q

@@ -78,7 +78,7 @@ func runPlan(ctx context.Context, env *environment, args []string) error {
 	if err != nil {
 		return err
 	}
-	a, err := newApp(ctx, cfg, newLogger(cfg, env.stderr), nil)
+	a, err := newApp(ctx, cfg, newLogger(cfg, env.stderr), nil, appOptions{})
 	if err != nil {
 		return err
 	}
@@ -160,7 +160,7 @@ func runCheck(ctx context.Context, env *environment, args []string) error {
 	}
 	if len(problems) == 0 && !*offline {
 		log := newLogger(cfg, io.Discard)
-		a, err := newApp(ctx, cfg, log, nil)
+		a, err := newApp(ctx, cfg, log, nil, appOptions{})
 		if err != nil {
 			problems = append(problems, err.Error())
 		} else {
@@ -234,7 +234,7 @@ func runSync(ctx context.Context, env *environment, args []string) error {
 		fmt.Fprintf(env.stdout, "person %s queued; a worker reconciles it now (see `personio-entra audit --employee %s`)\n", *id, *id)
 		return nil
 	}
-	a, err := newApp(ctx, cfg, log, q)
+	a, err := newApp(ctx, cfg, log, q, appOptions{})
 	if err != nil {
 		return err
 	}
@@ -317,7 +317,7 @@ func runApprove(ctx context.Context, env *environment, args []string) error {
 		return err
 	}
 	defer closeQ()
-	a, err := newApp(ctx, cfg, log, q)
+	a, err := newApp(ctx, cfg, log, q, appOptions{})
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,231 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"log/slog"
+	"net"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/personio-entra/personio-entra/provisioning/entra/entratest"
+	"github.com/personio-entra/personio-entra/provisioning/personio/personiotest"
+)
+
+func init() {
+	register("demo", command{
+		summary: "everything local: embedded NATS, Personio and Entra simulators with a sample company; plays a joiner, a mover and a leaver",
+		run:     runDemo,
+	})
+}
+
+func runDemo(ctx context.Context, env *environment, args []string) error {
+	fs := newFlags("demo", env)
+	listen := fs.String("listen", "127.0.0.1:8080", "webhook receiver and admin API address (loopback)")
+	metrics := fs.String("metrics", "127.0.0.1:9090", "metrics, /healthz and /readyz address (loopback)")
+	latency := fs.Duration("latency", 20*time.Millisecond, "simulated latency of every Personio and Graph call")
+	dataDir := fs.String("data", "", "where NATS stores its data (default: a temporary directory removed at exit)")
+	story := fs.Bool("story", true, "play a joiner, a mover and a leaver after the first sync")
+	logLevel := fs.String("log-level", "warn", "log level of the product's logs on stderr (debug, info, warn, error)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	for _, a := range []string{*listen, *metrics} {
+		host, _, err := net.SplitHostPort(a)
+		if ip := net.ParseIP(host); err != nil || (host != "localhost" && (ip == nil || !ip.IsLoopback())) {
+			return usageError{fmt.Sprintf("%q: the demo listens on loopback addresses only (such as 127.0.0.1:8080)", a)}
+		}
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
+		return usageError{fmt.Sprintf("--log-level %q: want debug, info, warn or error", *logLevel)}
+	}
+	dir := *dataDir
+	if dir == "" {
+		tmp, err := os.MkdirTemp("", "personio-entra-demo-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(tmp)
+		dir = tmp
+	}
+	out := env.stdout
+	say := func(format string, a ...any) { fmt.Fprintf(out, format+"\n", a...) }
+
+	say("Starting: embedded NATS JetStream, Personio simulator (54-person sample company), Entra simulator (Graph + token endpoint) ...")
+	s, err := startStack(ctx, stackOptions{
+		dataDir: dir, listen: *listen, metrics: *metrics, latency: *latency, syncInterval: 10 * time.Minute,
+		guardMax: 10, logger: slog.New(slog.NewTextHandler(env.stderr, &slog.HandlerOptions{Level: lvl})),
+		seed: func(es *entratest.Server) {
+			// An account made by hand before the product arrived: it is
+			// matched by UPN = Personio email and adopted, not duplicated.
+			es.AddUser(entratest.User{UserPrincipalName: "katharina.vogel@example.com", DisplayName: "Katharina Vogel", AccountEnabled: true})
+			// A mail-enabled security group nobody asked us to manage: never touched.
+			es.AddGroup(entratest.Group{DisplayName: "All Staff (mail)", MailEnabled: true, SecurityEnabled: true, GroupTypes: []string{}, Mail: "all@example.com"})
+		},
+	})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		say("Stopping ...")
+		s.Close()
+	}()
+	say("  webhook receiver  %s  (registered in the Personio simulator, token-protected)", s.webhookURL)
+	say("  admin API         %s  (Authorization: Bearer %s)", s.adminURL, s.adminToken)
+	say("  metrics           http://%s/metrics", *metrics)
+	say("  Personio sim      %s    Entra sim %s", s.personio.URL(), s.entra.GraphURL())
+
+	say("\nFirst full sync: reading everyone from Personio and Entra, queueing whoever drifts ...")
+	start := time.Now()
+	if err := waitConverged(ctx, s, 2*time.Minute); err != nil {
+		return err
+	}
+	say("  converged in %s: %s", time.Since(start).Round(100*time.Millisecond), entraSummary(s))
+
+	if *story {
+		if err := playStory(ctx, s, say); err != nil {
+			return err
+		}
+	}
+	say("\nServing until Ctrl-C. Try:")
+	say("  curl -s -H 'Authorization: Bearer %s' %s/audit?employee=1019 | head -40", s.adminToken, s.adminURL)
+	say("  curl -s -H 'Authorization: Bearer %s' %s/plan/1037", s.adminToken, s.adminURL)
+	say("  curl -s http://%s/metrics | grep personio_entra_changes_total", *metrics)
+	<-ctx.Done()
+	return nil
+}
+
+// waitConverged waits until a bulk plan of everyone shows no drift.
+func waitConverged(ctx context.Context, s *stack, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	var last int
+	for time.Now().Before(deadline) {
+		plans, err := s.app.engine.Drift(ctx, nil)
+		if err == nil {
+			waiting := 0
+			for _, p := range plans {
+				if len(p.Changes) > 0 {
+					waiting++
+				}
+			}
+			if waiting == 0 {
+				return nil
+			}
+			last = waiting
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-s.done:
+			return fmt.Errorf("the product stopped: %w", err)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("not converged after %s: %d people still drift (see the logs with --log-level info)", timeout, last)
+}
+
+func entraSummary(s *stack) string {
+	enabled, disabled := 0, 0
+	for _, u := range s.entra.Users() {
+		if u.EmployeeID == "" || u.Deleted {
+			continue
+		}
+		if u.AccountEnabled {
+			enabled++
+		} else {
+			disabled++
+		}
+	}
+	var groups []string
+	for name, id := range s.groups {
+		groups = append(groups, fmt.Sprintf("%s=%d", name, len(s.entra.Members(id))))
+	}
+	slices.Sort(groups)
+	return fmt.Sprintf("%d accounts enabled, %d disabled (pre-hires and leavers); group members: %s", enabled, disabled, strings.Join(groups, ", "))
+}
+
+// playStory changes people in the Personio simulator; each change reaches
+// the product as a real webhook.
+func playStory(ctx context.Context, s *stack, say func(string, ...any)) error {
+	today := time.Now()
+	date := func(days int) string { return today.AddDate(0, 0, days).Format(time.DateOnly) }
+
+	say("\nJoiner: Zoë Ångström-Łukasiewicz starts in Finance in 7 days (Personio fires person.created) ...")
+	s.personio.UpsertPerson(personiotest.Person{
+		ID: "2001", FirstName: "Zoë", LastName: "Ångström-Łukasiewicz", Email: "zoe.private@example.org", Gender: "FEMALE",
+		CustomAttributes: []personiotest.CustomAttribute{{ID: "dynamic_9001", Label: "Work phone", Type: "STRING", Value: "+49 89 1234567"}},
+		Employments: []personiotest.Employment{{
+			ID: "e2001", Status: "ONBOARDING", Type: "INTERNAL", Position: personiotest.Position{Title: "Financial Analyst"},
+			Supervisor: &personiotest.IDRef{ID: "1001"}, Office: &personiotest.IDRef{ID: "o1"},
+			OrgUnits:    []personiotest.OrgUnitRef{{Type: "department", ID: "d1"}},
+			LegalEntity: &personiotest.IDRef{ID: "le1"}, CostCenters: []personiotest.CostCenterRef{{ID: "cc-d1", Weight: 100}},
+			EmploymentStartDate: date(7),
+		}},
+	})
+	u, err := waitUser(ctx, s, "2001", func(u entratest.User) bool { return len(groupsOf(s, u.ID)) >= 2 && u.ManagerID != "" })
+	if err != nil {
+		return err
+	}
+	say("  created %s (enabled=%t until the start date), groups %v, manager set, hire date %v",
+		u.UserPrincipalName, u.AccountEnabled, groupsOf(s, u.ID), u.Properties["employeeHireDate"])
+
+	say("\nMover: Renée Jensen moves from Marketing to Sales as Account Executive (person.updated) ...")
+	s.personio.UpdatePerson("1006", func(p *personiotest.Person) {
+		e := &p.Employments[0]
+		e.OrgUnits = []personiotest.OrgUnitRef{{Type: "department", ID: "d2"}}
+		e.Position.Title = "Account Executive"
+	})
+	u, err = waitUser(ctx, s, "1006", func(u entratest.User) bool {
+		return u.Properties["department"] == "Sales" && slices.Contains(groupsOf(s, u.ID), "Sales") && !slices.Contains(groupsOf(s, u.ID), "Marketing")
+	})
+	if err != nil {
+		return err
+	}
+	say("  %s: department %v, job title %v, groups %v", u.UserPrincipalName, u.Properties["department"], u.Properties["jobTitle"], groupsOf(s, u.ID))
+
+	say("\nLeaver: Luca Hoffmann's last working day is moved to yesterday (employment.updated) ...")
+	s.personio.UpdatePerson("1019", func(p *personiotest.Person) {
+		e := &p.Employments[0]
+		e.Termination = &personiotest.Termination{TerminationDate: date(-1), LastWorkingDay: date(-1), Type: "EMPLOYEE", Reason: "New job"}
+		e.Status = "INACTIVE"
+	})
+	u, err = waitUser(ctx, s, "1019", func(u entratest.User) bool { return !u.AccountEnabled && len(groupsOf(s, u.ID)) == 0 })
+	if err != nil {
+		return err
+	}
+	say("  %s: disabled, sessions revoked at %s, removed from every managed group", u.UserPrincipalName, u.SignInSessionsValidFrom.Format(time.TimeOnly))
+	say("\nNow: %s", entraSummary(s))
+	return nil
+}
+
+func waitUser(ctx context.Context, s *stack, personID string, ok func(entratest.User) bool) (entratest.User, error) {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if u, found := s.userByEmployeeID(personID); found && ok(u) {
+			return u, nil
+		}
+		select {
+		case <-ctx.Done():
+			return entratest.User{}, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	u, _ := s.userByEmployeeID(personID)
+	return u, fmt.Errorf("person %s did not reach the expected state within 30s; account now: %+v", personID, u)
+}
+
+// groupsOf names the managed groups the user is in.
+func groupsOf(s *stack, userID string) []string {
+	var out []string
+	for name, id := range s.groups {
+		if slices.Contains(s.entra.Members(id), userID) {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+
+	"github.com/personio-entra/personio-entra/handlers"
+)
+
+func init() {
+	register("run", command{
+		summary: "receiver, workers and periodic full sync in one process (embedded JetStream when NATS_URL is empty)",
+		run: func(ctx context.Context, env *environment, args []string) error {
+			return runProcess(ctx, env, "run", args, true)
+		},
+	})
+	register("work", command{
+		summary: "workers and periodic full sync (scale horizontally; admin API on LISTEN_ADDR when ADMIN_TOKEN is set)",
+		run: func(ctx context.Context, env *environment, args []string) error {
+			return runProcess(ctx, env, "work", args, false)
+		},
+	})
+}
+
+func runProcess(ctx context.Context, env *environment, name string, args []string, receiver bool) error {
+	fs := newFlags(name, env)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, err := loadFor(env, role{receiver: receiver, worker: true})
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg, env.stderr)
+	log.Info("personio-entra "+name+" starting", slog.Any("config", cfg))
+	if cfg.DryRun {
+		log.Warn("DRY_RUN is on: plans are logged and audited, nothing is written to Entra")
+	}
+	q, closeQueue, err := openQueue(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer closeQueue()
+	a, err := newApp(ctx, cfg, log, q, appOptions{})
+	if err != nil {
+		return err
+	}
+	err = a.serve(ctx, receiver)
+	log.Info("personio-entra " + name + " stopped")
+	return err
+}
+
+// serve runs the metrics listener, the webhook receiver (when receiver),
+// the admin API (when ADMIN_TOKEN is set), the workers and the periodic full
+// sync until ctx ends; then it stops accepting webhooks, lets the running
+// reconciles finish (or hands their messages back) and returns.
+func (a *app) serve(ctx context.Context, receiver bool) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	fail := func(what string, err error) {
+		if err != nil {
+			mu.Lock()
+			errs = append(errs, fmt.Errorf("%s: %w", what, err))
+			mu.Unlock()
+			cancel()
+		}
+	}
+	var router chi.Router
+	if receiver {
+		r, err := webhookRouter(a.cfg, a.q, a.log)
+		if err != nil {
+			return err
+		}
+		router = r
+	}
+	if a.cfg.AdminToken != "" {
+		if router == nil {
+			router = chi.NewRouter()
+			router.Use(middleware.Recoverer)
+		}
+		router.Mount("/admin", handlers.Admin(a.cfg.AdminToken, adminBackend{a}, a.log.With("component", "admin")))
+	} else {
+		a.log.Info("admin API off: set ADMIN_TOKEN to enable it")
+	}
+	wg.Go(func() { fail("metrics listener", serveMetrics(ctx, a.cfg.MetricsAddr, a.q, a.log)) })
+	if router != nil {
+		wg.Go(func() { fail("listener", serveHTTP(ctx, "webhooks", a.cfg.ListenAddr, router, a.log)) })
+	}
+	wg.Go(func() { fail("workers", a.q.RunWorkers(ctx, a.handler(), a.resolver())) })
+	wg.Go(func() { a.syncLoop(ctx) })
+	wg.Wait()
+	return errors.Join(errs...)
+}
