@@ -1,0 +1,699 @@
+package main
+
+// Provisioning benchmarks: the whole product (embedded JetStream, receiver,
+// workers, engine, the Personio client and the Graph adapter through
+// azidentity + msgraph-sdk-go) against the Personio and Entra simulators on
+// loopback. They measure end-to-end latency, request costs and write-budget
+// use; they never assert timings. Run them one at a time, e.g.
+//
+//	go test -run '^$' -bench BenchmarkWebhookToEntraLatency -benchtime 1x -timeout 30m ./cmd/personio-entra
+//
+// Every benchmark reports its numbers with b.ReportMetric and logs the
+// Graph requests by route (entratest.Requests().ByRoute).
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/metrics"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/personio-entra/personio-entra/deploy"
+	"github.com/personio-entra/personio-entra/provisioning/entra/entratest"
+	"github.com/personio-entra/personio-entra/provisioning/personio"
+	"github.com/personio-entra/personio-entra/provisioning/personio/personiotest"
+	"github.com/personio-entra/personio-entra/rules"
+)
+
+// benchDepartments are the departments personiotest.GenerateCompany uses
+// (the sample company's org units of type department).
+var benchDepartments = []string{"Finance", "Sales", "Engineering", "People", "Marketing", "Customer Success"}
+
+// benchCohorts is how many person_id-modulo groups the benchmark rules add
+// to the department groups: 6 + 44 = 50 managed groups.
+const benchCohorts = 44
+
+// benchRules is deploy/rules.example.yaml with 50 managed groups (one per
+// department, and 44 cohorts keyed on person_id modulo 44, so everyone is in
+// exactly two managed groups) and a UPN list that cannot run out of
+// candidates for the generated company's repeating names.
+func benchRules(tb testing.TB) []byte {
+	tb.Helper()
+	var doc map[string]any
+	if err := yaml.Unmarshal(deploy.RulesExample, &doc); err != nil {
+		tb.Fatalf("parse deploy/rules.example.yaml: %v", err)
+	}
+	doc["upn"] = map[string]any{"candidates": []string{"{first}.{last}", "{first}.{last}.{id}"}, "transliteration": "ascii"}
+	var groups []map[string]string
+	for _, d := range benchDepartments {
+		groups = append(groups, map[string]string{"group": d, "when": fmt.Sprintf("employee.department.name == %q", d)})
+	}
+	for i := range benchCohorts {
+		groups = append(groups, map[string]string{"group": benchCohortGroup(i),
+			"when": fmt.Sprintf("int(employee.person_id) %% %d == %d", benchCohorts, i)})
+	}
+	doc["groups"] = groups
+	out, err := yaml.Marshal(doc)
+	if err != nil {
+		tb.Fatalf("render benchmark rules: %v", err)
+	}
+	return out
+}
+
+func benchCohortGroup(i int) string { return fmt.Sprintf("Cohort %02d", i) }
+
+// The generated rules are what the benchmarks rely on: 50 managed groups,
+// and each person in their department's group and exactly one cohort.
+func TestBenchRules(t *testing.T) {
+	rs, err := rules.LoadBytes("bench-rules.yaml", benchRules(t))
+	if err != nil {
+		t.Fatalf("benchmark rules do not load: %v", err)
+	}
+	if got := len(rs.ManagedGroups()); got != 50 {
+		t.Fatalf("%d managed groups, want 50", got)
+	}
+	company := personiotest.GenerateCompany(120)
+	src := personiotest.New(personiotest.Options{})
+	defer src.Close()
+	src.SetCompany(company)
+	a, err := personio.New(personio.Config{BaseURL: src.URL(), ClientID: "sim-client-id", ClientSecret: "sim-client-secret"})
+	if err != nil {
+		t.Fatalf("personio client: %v", err)
+	}
+	depts := map[string]string{}
+	for _, o := range company.OrgUnits {
+		depts[o.ID] = o.Name
+	}
+	// Sample people 0, 43, 44, 34 and 11 are active employees.
+	for _, id := range []string{"100000", "100043", "100044", "100088", "100119"} {
+		t.Run(id, func(t *testing.T) {
+			emp, err := a.GetEmployee(context.Background(), id)
+			if err != nil {
+				t.Fatalf("read employee %s from the simulator: %v", id, err)
+			}
+			d, err := rs.Evaluate(emp, personiotest.SampleDate.Add(12*time.Hour))
+			if err != nil {
+				t.Fatalf("evaluate %s: %v", id, err)
+			}
+			n, _ := strconv.Atoi(id)
+			p, _ := src.Person(id)
+			var dept string
+			for _, ou := range personiotest.CurrentEmployment(&p).OrgUnits {
+				if ou.Type == "department" {
+					dept = depts[ou.ID]
+				}
+			}
+			want := []string{benchCohortGroup(n % benchCohorts), dept}
+			got := slices.Clone(d.Groups)
+			slices.Sort(want)
+			slices.Sort(got)
+			if d.Phase != rules.PhaseActive || !slices.Equal(got, want) {
+				t.Fatalf("person %s (phase %s) in groups %v, want %v", id, d.Phase, got, want)
+			}
+		})
+	}
+}
+
+// benchStackOptions are what the benchmarks vary; startStack has no write
+// budget option, so this variant builds the same pieces itself.
+type benchStackOptions struct {
+	latency     time.Duration // every Personio and Graph call
+	writeBudget int           // entratest default when 0 (3,000)
+	writeWindow time.Duration // entratest default when 0 (150 s)
+	company     *personiotest.Company
+}
+
+// startBenchStack starts the product as `run` wires it (embedded JetStream,
+// receiver, workers) with the periodic full sync off: the benchmarks run
+// full syncs themselves through s.app.syncer.
+func startBenchStack(tb testing.TB, o benchStackOptions) *stack {
+	tb.Helper()
+	ctx := context.Background()
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	ruleBytes := benchRules(tb)
+	rs, err := rules.LoadBytes("rules.yaml", ruleBytes)
+	if err != nil {
+		tb.Fatalf("benchmark rules: %v", err)
+	}
+	dir := tb.TempDir()
+	rulesFile := filepath.Join(dir, "rules.yaml")
+	if err := os.WriteFile(rulesFile, ruleBytes, 0o600); err != nil {
+		tb.Fatalf("write rules: %v", err)
+	}
+	listen, err := freeLoopbackAddr()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	metricsAddr, err := freeLoopbackAddr()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s := &stack{webhookToken: randomToken(), adminToken: randomToken(), groups: map[string]string{}}
+	s.personio = personiotest.New(personiotest.Options{Logger: logger.With("component", "personio-simulator"),
+		Latency: o.latency, AllowHTTPWebhooks: true})
+	s.personio.SetCompany(o.company)
+	s.entra = entratest.New(entratest.Options{Logger: logger.With("component", "entra-simulator"),
+		Latency: o.latency, Domain: rs.Domain(), WriteBudget: o.writeBudget, WriteWindow: o.writeWindow})
+	for _, key := range rs.ManagedGroups() {
+		s.groups[key] = s.entra.AddGroup(entratest.Group{DisplayName: key, SecurityEnabled: true, GroupTypes: []string{}})
+	}
+	s.cfg = Config{
+		PersonioAPIURL: s.personio.URL(), PersonioClientID: "sim-client-id", PersonioClientSecret: "sim-client-secret",
+		WebhookTokens: []string{s.webhookToken}, PersonioCompanyID: o.company.CompanyID,
+		EntraTenantID: s.entra.TenantID(), EntraClientID: s.entra.ClientID(), EntraClientSecret: s.entra.ClientSecret(),
+		EntraCloud: "public", EntraAuthority: s.entra.AuthorityHost(), GraphAPIURL: s.entra.GraphURL(),
+		DataDir: filepath.Join(dir, "nats"), Partitions: 32, Replicas: 1,
+		RulesFile: rulesFile, ListenAddr: listen, AdminToken: s.adminToken, MetricsAddr: metricsAddr,
+		SyncInterval: 0, GuardMaxChanges: 100000, LogFormat: "text",
+	}
+	if err := s.cfg.Validate(role{receiver: true, worker: true}); err != nil {
+		s.closeSimulators()
+		tb.Fatalf("benchmark stack configuration: %v", err)
+	}
+	q, closeQ, err := openQueue(ctx, s.cfg, logger)
+	if err != nil {
+		s.closeSimulators()
+		tb.Fatalf("open the queue: %v", err)
+	}
+	s.closeQ = closeQ
+	a, err := newApp(ctx, s.cfg, logger, q, appOptions{entraHTTP: s.entra.Client()})
+	if err != nil {
+		closeQ()
+		s.closeSimulators()
+		tb.Fatalf("wire the product: %v", err)
+	}
+	s.app = a
+	s.webhookURL = "http://" + listen + "/webhooks/personio"
+	runCtx, cancel := context.WithCancel(ctx)
+	s.cancel, s.done = cancel, make(chan error, 1)
+	go func() { s.done <- a.serve(runCtx, true) }()
+	tb.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			tb.Errorf("stop the benchmark stack: %v", err)
+		}
+	})
+	if err := waitListening(ctx, listen, s.done); err != nil {
+		tb.Fatalf("receiver: %v", err)
+	}
+	if _, err := a.source.RegisterWebhook(ctx, s.webhookURL, s.webhookToken); err != nil {
+		tb.Fatalf("register the webhook with the Personio simulator: %v", err)
+	}
+	return s
+}
+
+// benchReconciles is personio_entra_reconciles_total summed over outcomes,
+// read from the default registry (the engine registers it with promauto).
+func benchReconciles(tb testing.TB) float64 {
+	tb.Helper()
+	mfs, err := prometheus.DefaultGatherer.Gather()
+	if err != nil {
+		tb.Fatalf("gather metrics: %v", err)
+	}
+	var n float64
+	for _, mf := range mfs {
+		if mf.GetName() != "personio_entra_reconciles_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			n += m.GetCounter().GetValue()
+		}
+	}
+	return n
+}
+
+// benchWaitReconciles waits until at least want more reconciles than base have
+// finished and none finished for quiet (webhooks may fire more than one
+// event per change).
+func benchWaitReconciles(tb testing.TB, s *stack, base, want float64, quiet, timeout time.Duration) float64 {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	last, lastChange := benchReconciles(tb), time.Now()
+	for {
+		n := benchReconciles(tb)
+		if n != last {
+			last, lastChange = n, time.Now()
+		}
+		if n-base >= want && time.Since(lastChange) >= quiet {
+			return n - base
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("%.0f of %.0f reconciles finished within %s", n-base, want, timeout)
+		}
+		select {
+		case err := <-s.done:
+			tb.Fatalf("the product stopped: %v", err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// benchConverge runs complete full syncs until one finds no drift; the workers
+// reconcile whatever each sync enqueues. It returns the number of syncs.
+func benchConverge(tb testing.TB, s *stack, timeout time.Duration) int {
+	tb.Helper()
+	ctx := context.Background()
+	deadline := time.Now().Add(timeout)
+	for i := 1; ; i++ {
+		base := benchReconciles(tb)
+		rep, err := s.app.syncer.Run(ctx, true, false)
+		if err != nil {
+			tb.Fatalf("full sync %d: %v", i, err)
+		}
+		if rep.Guarded || rep.Skipped {
+			tb.Fatalf("full sync %d was guarded or skipped: %+v", i, rep)
+		}
+		if rep.Drifting == 0 {
+			return i
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("not converged after %s: %d people still drift", timeout, rep.Drifting)
+		}
+		tb.Logf("converging: full sync %d enqueued %d of %d employees", i, rep.Enqueued, rep.Employees)
+		benchWaitReconciles(tb, s, base, float64(rep.Enqueued), 500*time.Millisecond, time.Until(deadline))
+	}
+}
+
+// benchEntraIDs maps employeeId → Entra object id.
+func benchEntraIDs(s *stack) map[string]string {
+	out := map[string]string{}
+	for _, u := range s.entra.Users() {
+		if u.EmployeeID != "" && !u.Deleted {
+			out[u.EmployeeID] = u.ID
+		}
+	}
+	return out
+}
+
+// benchActivePeople lists the generated people whose accounts exist and are
+// enabled (the movers and drifters are picked among them).
+func benchActivePeople(s *stack) []string {
+	var ids []string
+	for _, u := range s.entra.Users() {
+		if u.EmployeeID != "" && !u.Deleted && u.AccountEnabled {
+			ids = append(ids, u.EmployeeID)
+		}
+	}
+	slices.SortFunc(ids, func(a, b string) int { return strings.Compare(a, b) })
+	return ids
+}
+
+func benchSetTitle(title string) func(*personiotest.Person) {
+	return func(p *personiotest.Person) {
+		if e := personiotest.CurrentEmployment(p); e != nil {
+			e.Position.Title = title
+		}
+	}
+}
+
+// benchPercentile: of sorted durations (nearest rank).
+func benchPercentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(math.Ceil(p/100*float64(len(sorted)))) - 1
+	return sorted[min(max(i, 0), len(sorted)-1)]
+}
+
+func benchRoutes(c entratest.Counters) string {
+	keys := slices.Sorted(maps.Keys(c.ByRoute))
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s=%d", k, c.ByRoute[k])
+	}
+	return strings.Join(parts, ", ")
+}
+
+// benchMemSampler records the peak Go heap (runtime/metrics
+// /memory/classes/heap/objects:bytes), the peak memory mapped by the Go
+// runtime (/memory/classes/total:bytes), both sampled every 10 ms, and the
+// process's peak resident set (VmHWM, reset through /proc/self/clear_refs at
+// the start). Everything runs in this one process: the numbers include the
+// simulators and the embedded NATS server; the baseline (live heap after a
+// GC just before the phase) is mostly theirs.
+type benchMemSampler struct {
+	stop, done      chan struct{}
+	baseline        uint64
+	peakHeap, total uint64
+	rssReset        bool
+}
+
+type benchMemReport struct {
+	BaselineHeapMB, PeakHeapMB, PeakRuntimeMB, PeakRSSMB float64
+}
+
+func startBenchMemSampler() *benchMemSampler {
+	runtime.GC()
+	m := &benchMemSampler{stop: make(chan struct{}), done: make(chan struct{})}
+	samples := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/memory/classes/total:bytes"}}
+	metrics.Read(samples)
+	m.baseline = samples[0].Value.Uint64()
+	// "5" resets the peak resident set size (proc(5), /proc/pid/clear_refs).
+	m.rssReset = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) == nil
+	go func() {
+		defer close(m.done)
+		t := time.NewTicker(10 * time.Millisecond)
+		defer t.Stop()
+		for {
+			metrics.Read(samples)
+			m.peakHeap = max(m.peakHeap, samples[0].Value.Uint64())
+			m.total = max(m.total, samples[1].Value.Uint64())
+			select {
+			case <-m.stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return m
+}
+
+func (m *benchMemSampler) Stop() benchMemReport {
+	close(m.stop)
+	<-m.done
+	const mb = 1 << 20
+	r := benchMemReport{BaselineHeapMB: float64(m.baseline) / mb, PeakHeapMB: float64(m.peakHeap) / mb, PeakRuntimeMB: float64(m.total) / mb}
+	if kb, ok := benchPeakRSSKB(); ok && m.rssReset {
+		r.PeakRSSMB = float64(kb) / 1024
+	}
+	return r
+}
+
+func (r benchMemReport) String() string {
+	rss := "n/a"
+	if r.PeakRSSMB > 0 {
+		rss = fmt.Sprintf("%.0f MB", r.PeakRSSMB)
+	}
+	return fmt.Sprintf("live heap before %.0f MB, peak heap %.0f MB (+%.0f MB), peak Go runtime memory %.0f MB, peak RSS %s",
+		r.BaselineHeapMB, r.PeakHeapMB, r.PeakHeapMB-r.BaselineHeapMB, r.PeakRuntimeMB, rss)
+}
+
+func benchPeakRSSKB() (int, bool) {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, false
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			n, err := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
+			return n, err == nil
+		}
+	}
+	return 0, false
+}
+
+func (r benchMemReport) report(b *testing.B, prefix string) {
+	b.ReportMetric(r.PeakHeapMB-r.BaselineHeapMB, prefix+"-heap-growth-MB")
+	b.ReportMetric(r.PeakHeapMB, prefix+"-peak-heap-MB")
+	if r.PeakRSSMB > 0 {
+		b.ReportMetric(r.PeakRSSMB, prefix+"-peak-RSS-MB")
+	}
+}
+
+// BenchmarkWebhookToEntraLatency: 200 movers (a job title change in the
+// Personio simulator, which fires a real employment.updated webhook to the
+// receiver) at 10 changes a second, 20 ms latency on every Personio and
+// Graph call; the latency is from the change in Personio to the new title
+// being visible in the Entra simulator.
+func BenchmarkWebhookToEntraLatency(b *testing.B) {
+	const (
+		people  = 1000
+		movers  = 200
+		rate    = 10 // changes per second, open loop
+		latency = 20 * time.Millisecond
+	)
+	s := startBenchStack(b, benchStackOptions{latency: latency, company: personiotest.GenerateCompany(people)})
+	start := time.Now()
+	syncs := benchConverge(b, s, 10*time.Minute)
+	b.Logf("converged %d employees in %s (%d full syncs)", people, time.Since(start).Round(time.Second), syncs)
+	ids := benchEntraIDs(s)
+	candidates := benchActivePeople(s)
+	if len(candidates) < movers {
+		b.Fatalf("only %d active accounts, need %d movers", len(candidates), movers)
+	}
+	s.entra.Reset()
+	b.ResetTimer()
+	var all []time.Duration
+	for iter := range b.N {
+		lat := make([]time.Duration, movers)
+		var wg sync.WaitGroup
+		tick := time.NewTicker(time.Second / rate)
+		for i := range movers {
+			<-tick.C
+			person := candidates[i]
+			title := fmt.Sprintf("Mover %d.%d", iter, i)
+			t0 := time.Now()
+			if !s.personio.UpdatePerson(person, benchSetTitle(title)) {
+				b.Fatalf("person %s is not in the Personio simulator", person)
+			}
+			wg.Go(func() {
+				deadline := t0.Add(60 * time.Second)
+				for time.Now().Before(deadline) {
+					if u, ok := s.entra.User(ids[person]); ok && u.Properties["jobTitle"] == title {
+						lat[i] = time.Since(t0)
+						return
+					}
+					time.Sleep(2 * time.Millisecond)
+				}
+				lat[i] = -1
+			})
+		}
+		tick.Stop()
+		wg.Wait()
+		for i, l := range lat {
+			if l < 0 {
+				b.Fatalf("person %s: the new title never reached Entra within 60 s", candidates[i])
+			}
+		}
+		all = append(all, lat...)
+	}
+	b.StopTimer()
+	slices.Sort(all)
+	c := s.entra.Requests()
+	b.ReportMetric(benchPercentile(all, 50).Seconds()*1000, "p50-ms")
+	b.ReportMetric(benchPercentile(all, 90).Seconds()*1000, "p90-ms")
+	b.ReportMetric(benchPercentile(all, 99).Seconds()*1000, "p99-ms")
+	b.ReportMetric(all[len(all)-1].Seconds()*1000, "max-ms")
+	b.ReportMetric(float64(c.Total)/float64(len(all)), "graph-req/change")
+	b.Logf("%d changes at %d/s, %s latency per call: p50 %s, p90 %s, p99 %s, max %s; Graph requests %d (%d writes); by route: %s",
+		len(all), rate, latency, benchPercentile(all, 50).Round(time.Millisecond), benchPercentile(all, 90).Round(time.Millisecond),
+		benchPercentile(all, 99).Round(time.Millisecond), all[len(all)-1].Round(time.Millisecond), c.Total, c.Writes, benchRoutes(c))
+}
+
+// BenchmarkFullSync10k: a complete full sync of 10,000 employees against an
+// Entra already in step (50 managed groups), then with 1 % drift (100
+// people's job titles changed in Personio without webhooks: SetCompany
+// fires none), counting Graph and Personio requests including the
+// workers' reconciles of the drifting people.
+func BenchmarkFullSync10k(b *testing.B) {
+	const (
+		people   = 10000
+		drifters = 100
+	)
+	company := personiotest.GenerateCompany(people)
+	// Converging 10,000 new accounts takes ~20,000 writes: lift the write
+	// budget for the set-up; this benchmark counts requests, not throttling.
+	s := startBenchStack(b, benchStackOptions{company: company, writeBudget: 1 << 30})
+	start := time.Now()
+	syncs := benchConverge(b, s, 20*time.Minute)
+	b.Logf("converged %d employees in %s (%d full syncs); Graph requests for it: %d",
+		people, time.Since(start).Round(time.Second), syncs, s.entra.Requests().Total)
+	candidates := benchActivePeople(s)
+	if len(candidates) < drifters*(b.N+1) {
+		b.Fatalf("only %d active accounts, need %d", len(candidates), drifters*(b.N+1))
+	}
+	ctx := context.Background()
+
+	b.ResetTimer()
+	for iter := range b.N {
+		// No drift.
+		b.StopTimer()
+		s.entra.Reset()
+		p0 := s.personio.Requests()
+		mem := startBenchMemSampler()
+		b.StartTimer()
+		t0 := time.Now()
+		rep, err := s.app.syncer.Run(ctx, true, false)
+		clean := time.Since(t0)
+		b.StopTimer()
+		cleanMem := mem.Stop()
+		if err != nil {
+			b.Fatalf("full sync without drift: %v", err)
+		}
+		if rep.Drifting != 0 {
+			b.Fatalf("full sync of a converged tenant found %d drifting people", rep.Drifting)
+		}
+		cClean, pClean := s.entra.Requests(), s.personio.Requests()-p0
+
+		// 1 % drift: change titles without webhooks.
+		drift := candidates[iter*drifters : (iter+1)*drifters]
+		for _, id := range drift {
+			p, _ := s.personio.Person(id)
+			benchSetTitle(fmt.Sprintf("Drifted %d", iter))(&p)
+			for i := range company.Persons {
+				if company.Persons[i].ID == id {
+					company.Persons[i] = p
+				}
+			}
+		}
+		s.personio.SetCompany(company)
+		s.entra.Reset()
+		p0 = s.personio.Requests()
+		base := benchReconciles(b)
+		mem = startBenchMemSampler()
+		b.StartTimer()
+		t0 = time.Now()
+		rep, err = s.app.syncer.Run(ctx, true, false)
+		if err != nil {
+			b.Fatalf("full sync with drift: %v", err)
+		}
+		syncOnly := s.entra.Requests()
+		benchWaitReconciles(b, s, base, float64(rep.Enqueued), 0, 5*time.Minute)
+		drifted := time.Since(t0)
+		b.StopTimer()
+		driftMem := mem.Stop()
+		cDrift, pDrift := s.entra.Requests(), s.personio.Requests()-p0
+		if rep.Drifting != drifters || rep.Enqueued != drifters {
+			b.Fatalf("full sync found %d drifting and enqueued %d, want %d", rep.Drifting, rep.Enqueued, drifters)
+		}
+		for _, id := range drift {
+			if u, ok := s.userByEmployeeID(id); !ok || u.Properties["jobTitle"] != fmt.Sprintf("Drifted %d", iter) {
+				b.Fatalf("person %s: title not converged after the sync's reconciles: %v", id, u.Properties["jobTitle"])
+			}
+		}
+
+		b.ReportMetric(float64(cClean.Total), "graph-req/clean-sync")
+		b.ReportMetric(float64(pClean), "personio-req/clean-sync")
+		b.ReportMetric(clean.Seconds(), "s/clean-sync")
+		b.ReportMetric(float64(cDrift.Total)/drifters, "graph-req/drifter")
+		b.ReportMetric(float64(cDrift.Total-syncOnly.Total)/drifters, "worker-graph-req/drifter")
+		b.ReportMetric(float64(cDrift.Writes)/drifters, "graph-writes/drifter")
+		b.ReportMetric(float64(pDrift), "personio-req/drift-sync")
+		b.ReportMetric(drifted.Seconds(), "s/drift-sync+reconciles")
+		cleanMem.report(b, "clean-sync")
+		driftMem.report(b, "drift-sync")
+		b.Logf("no drift: %s, %d Graph requests (%s), %d Personio requests; memory: %s",
+			clean.Round(time.Millisecond), cClean.Total, benchRoutes(cClean), pClean, cleanMem)
+		b.Logf("1%% drift: sync + %d reconciles in %s, %d Graph requests (sync %d, workers %d; %d writes) = %.2f per drifting employee; by route: %s; %d Personio requests; memory: %s",
+			rep.Enqueued, drifted.Round(time.Millisecond), cDrift.Total, syncOnly.Total, cDrift.Total-syncOnly.Total, cDrift.Writes,
+			float64(cDrift.Total)/drifters, benchRoutes(cDrift), pDrift, driftMem)
+	}
+}
+
+// BenchmarkOnboarding1000: 1,000 new hires (person.created and
+// employment.created webhooks; start date in 7 days, so each account is
+// created disabled with manager and groups) against Graph's write budget.
+// With the default budget (3,000 writes / 150 s) the backlog fits in one
+// window; the "scaled" case keeps Graph's rate (20 writes/s) in a 15 s
+// window (300 writes), so the backlog outlasts several windows and the
+// share of the budget used while it lasts shows how well the product keeps
+// to the limit.
+func BenchmarkOnboarding1000(b *testing.B) {
+	for _, bc := range []struct {
+		name   string
+		budget int
+		window time.Duration
+	}{
+		{"default-budget", 0, 0},
+		{"scaled-budget", 300, 15 * time.Second},
+	} {
+		b.Run(bc.name, func(b *testing.B) { benchOnboarding(b, bc.budget, bc.window) })
+	}
+}
+
+func benchOnboarding(b *testing.B, budget int, window time.Duration) {
+	const (
+		existing = 200
+		hires    = 1000
+	)
+	if budget == 0 {
+		budget, window = entratest.DefaultWriteBudget, entratest.DefaultWriteWindow
+	}
+	company := personiotest.GenerateCompany(existing)
+	s := startBenchStack(b, benchStackOptions{company: company, writeBudget: budget, writeWindow: window})
+	benchConverge(b, s, 10*time.Minute)
+	template := personiotest.GenerateCompany(54).Persons // one of each sample person
+	var active []personiotest.Person
+	for _, p := range template {
+		if e := personiotest.CurrentEmployment(&p); e != nil && e.Status == "ACTIVE" && e.Termination == nil && e.Type == "INTERNAL" {
+			active = append(active, p)
+		}
+	}
+	startDate := time.Now().AddDate(0, 0, 7).Format(time.DateOnly)
+
+	b.ResetTimer()
+	for iter := range b.N {
+		b.StopTimer()
+		// Let the previous window's writes age out of the budget.
+		s.entra.Reset()
+		base := benchReconciles(b)
+		before := len(benchEntraIDs(s))
+		mem := startBenchMemSampler()
+		b.StartTimer()
+		t0 := time.Now()
+		for i := range hires {
+			p := active[i%len(active)] // shares memory with the template: replace, never mutate, nested parts
+			p.ID = strconv.Itoa(200000 + iter*hires + i)
+			p.Email = "hire" + p.ID + "@example.org"
+			p.CreatedAt, p.UpdatedAt = time.Time{}, time.Time{}
+			p.Employments = []personiotest.Employment{p.Employments[0]}
+			e := &p.Employments[0]
+			e.ID = "e" + p.ID
+			e.Status, e.EmploymentStartDate, e.Termination = "ONBOARDING", startDate, nil
+			e.Supervisor = &personiotest.IDRef{ID: "100000"}
+			e.CreatedAt, e.UpdatedAt = time.Time{}, time.Time{}
+			s.personio.UpsertPerson(p)
+		}
+		// Each hire fires person.created and employment.created: two
+		// reconciles, the second one finds nothing to do.
+		benchWaitReconciles(b, s, base, 2*hires, 2*time.Second, 20*time.Minute)
+		total := time.Since(t0) - 2*time.Second
+		b.StopTimer()
+		m := mem.Stop()
+		c := s.entra.Requests()
+		if got := len(benchEntraIDs(s)) - before; got != hires {
+			b.Fatalf("%d accounts created, want %d", got, hires)
+		}
+		// Every hire must be complete: manager and both groups.
+		ids := benchEntraIDs(s)
+		members := map[string]int{}
+		for _, gid := range s.groups {
+			for _, m := range s.entra.Members(gid) {
+				members[m]++
+			}
+		}
+		for i := range hires {
+			id := strconv.Itoa(200000 + iter*hires + i)
+			u, _ := s.entra.User(ids[id])
+			if u.ManagerID == "" || members[u.ID] != 2 || u.AccountEnabled {
+				b.Fatalf("hire %s incomplete: manager %q, %d managed groups, enabled %t", id, u.ManagerID, members[u.ID], u.AccountEnabled)
+			}
+		}
+		// Budget share: writes made while the backlog lasted against what
+		// the sliding window allows in that time (budget per window times
+		// the windows it spans, at least one).
+		windows := max(1, total.Seconds()/window.Seconds())
+		share := float64(c.Writes) / (float64(budget) * windows)
+		b.ReportMetric(float64(c.Writes)/hires, "writes/hire")
+		b.ReportMetric(float64(c.Total)/hires, "graph-req/hire")
+		b.ReportMetric(100*share, "budget-used-%")
+		b.ReportMetric(float64(c.Throttled), "throttled")
+		b.ReportMetric(total.Seconds(), "s/1000-hires")
+		m.report(b, "onboarding")
+		b.Logf("budget %d writes / %s: %d hires in %s, %d writes (%.2f per hire), %d Graph requests, %d throttled (429); budget used while the backlog lasted %.1f%%; by route: %s; memory: %s",
+			budget, window, hires, total.Round(100*time.Millisecond), c.Writes, float64(c.Writes)/hires, c.Total, c.Throttled,
+			100*share, benchRoutes(c), m)
+	}
+}
