@@ -33,8 +33,9 @@ type app struct {
 
 // appOptions are wiring overrides for the demo and the tests.
 type appOptions struct {
-	entraHTTP *http.Client // trusts the Entra simulator's certificate
-	now       func() time.Time
+	entraHTTP    *http.Client // trusts the Entra simulator's certificate
+	now          func() time.Time
+	managerRetry time.Duration // how soon a report whose manager has no account yet is retried
 }
 
 // newApp loads the rules and builds the clients and the engine. q may be nil.
@@ -68,7 +69,7 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger, q *queue.Queue, o
 		ManagedGroups: r.ManagedGroups(), ManageManager: r.ManagesManager(), MatchKeys: keys,
 		OnDeleted: provisioning.LeaverActions{RevokeSessions: lc.Leaver.RevokeSessions, RemoveMemberships: lc.Leaver.RemoveMemberships},
 		Protected: cfg.ProtectedAccounts, DryRun: cfg.DryRun, Logger: log.With("component", "engine"),
-		Now: opts.now,
+		Now: opts.now, ManagerRetry: opts.managerRetry,
 	}
 	if q != nil { // a nil *queue.Queue must not become a non-nil interface
 		ecfg.Scheduler, ecfg.Audit = q, q

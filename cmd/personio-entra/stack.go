@@ -33,6 +33,7 @@ type stackOptions struct {
 	seed         func(es *entratest.Server) // extra Entra objects before start
 	logger       *slog.Logger
 	dryRun       bool
+	managerRetry time.Duration
 }
 
 // stack is a running local installation.
@@ -45,7 +46,7 @@ type stack struct {
 	adminURL     string
 	webhookToken string
 	adminToken   string
-	groups       map[string]string // display name → object id
+	groups       map[string]string // managed group display name → object id
 
 	cancel context.CancelFunc
 	done   chan error
@@ -109,17 +110,26 @@ func startStack(ctx context.Context, o stackOptions) (*stack, error) {
 	s.personio.SetCompany(o.company)
 	s.entra = entratest.New(entratest.Options{Logger: o.logger.With("component", "entra-simulator"),
 		Latency: o.latency, ReplicationDelay: o.replication, Domain: rs.Domain()})
-	// The managed groups of the rules: security groups, and "Women" as a
-	// Microsoft 365 group (Graph cannot manage mail-enabled security groups).
+	if o.seed != nil {
+		o.seed(s.entra)
+	}
+	existing := map[string]string{}
+	for _, g := range s.entra.Groups() {
+		existing[g.DisplayName] = g.ID
+	}
+	// The managed groups of the rules that the seed did not make: security
+	// groups, and "Women" as a Microsoft 365 group (Graph cannot manage
+	// mail-enabled security groups).
 	for _, key := range rs.ManagedGroups() {
+		if id, ok := existing[key]; ok {
+			s.groups[key] = id
+			continue
+		}
 		g := entratest.Group{DisplayName: key, SecurityEnabled: true, GroupTypes: []string{}}
 		if key == "Women" {
 			g = entratest.Group{DisplayName: key, MailEnabled: true, SecurityEnabled: false, GroupTypes: []string{"Unified"}, Mail: "women@" + rs.Domain(), MailNickname: "women"}
 		}
 		s.groups[key] = s.entra.AddGroup(g)
-	}
-	if o.seed != nil {
-		o.seed(s.entra)
 	}
 
 	s.cfg = Config{
@@ -142,7 +152,7 @@ func startStack(ctx context.Context, o stackOptions) (*stack, error) {
 		return nil, err
 	}
 	s.closeQ = closeQ
-	a, err := newApp(ctx, s.cfg, o.logger, q, appOptions{entraHTTP: s.entra.Client()})
+	a, err := newApp(ctx, s.cfg, o.logger, q, appOptions{entraHTTP: s.entra.Client(), managerRetry: o.managerRetry})
 	if err != nil {
 		closeQ()
 		s.closeSimulators()
