@@ -269,4 +269,3 @@ func sameValue(name, have, want string) bool {
 }
 
 func ptr(s string) *string { return &s }
-
