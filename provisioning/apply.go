@@ -38,6 +38,7 @@ func (e *Engine) apply(ctx context.Context, log *slog.Logger, now time.Time, tri
 		plan.UserID, plan.UPN = u.ID, u.UserPrincipalName
 		e.record(ctx, log, now, trigger, *plan, c, ResultApplied, "", nil)
 		res.Applied++
+		e.writeBackEmail(ctx, log, now, trigger, res, emp, u)
 		// Follow-up: manager and groups for the new account. The new object
 		// may not be replicated yet; the adapter retries 404s (graph.md §5).
 		next, err := e.actual(ctx, &u, plan.Desired)
@@ -52,6 +53,21 @@ func (e *Engine) apply(ctx context.Context, log *slog.Logger, now time.Time, tri
 		return e.applyChanges(ctx, log, now, trigger, res, u.ID, follow.Changes)
 	}
 	return e.applyChanges(ctx, log, now, trigger, res, plan.UserID, plan.Changes)
+}
+
+// writeBackEmail stores the new account's UPN in Personio when configured.
+// A failure is audited but does not fail the reconcile: the account exists
+// and the write-back is a convenience.
+func (e *Engine) writeBackEmail(ctx context.Context, log *slog.Logger, now time.Time, trigger string, res *Result, emp personio.Employee, u User) {
+	if e.cfg.WriteBackEmail == nil || strings.EqualFold(emp.Email, u.UserPrincipalName) {
+		return
+	}
+	c := Change{Kind: WriteBackEmail, Properties: map[string]*string{"email": ptr(u.UserPrincipalName)}, Previous: map[string]string{"email": emp.Email}}
+	if err := e.cfg.WriteBackEmail(ctx, emp.PersonID, u.UserPrincipalName); err != nil {
+		e.record(ctx, log, now, trigger, res.Plan, c, ResultFailed, "account created; Personio keeps the old email", err)
+		return
+	}
+	e.record(ctx, log, now, trigger, res.Plan, c, ResultApplied, "", nil)
 }
 
 func (e *Engine) applyChanges(ctx context.Context, log *slog.Logger, now time.Time, trigger string, res *Result, userID string, changes []Change) error {

@@ -76,6 +76,14 @@ type Config struct {
 	// ManagerRetry is how soon a person whose manager has no account yet is
 	// looked at again (default 2 minutes).
 	ManagerRetry time.Duration
+	// RecordLeaveDate keeps employeeLeaveDateTime in step with the last
+	// working day (needs User-LifeCycleInfo.ReadWrite.All; Lifecycle
+	// Workflows' leaver triggers read it).
+	RecordLeaveDate bool
+	// WriteBackEmail, when set, stores a new account's UPN as the person's
+	// email in Personio (PERSONIO_WRITE_BACK_EMAIL). The person.updated
+	// webhook this causes reconciles to no change.
+	WriteBackEmail func(ctx context.Context, personID, email string) error
 }
 
 // Engine reconciles people. It is safe for concurrent use by many workers;
@@ -184,9 +192,9 @@ func (e *Engine) reconcile(ctx context.Context, personID, trigger string, planOn
 	case err != nil:
 		return Result{}, fmt.Errorf("reconcile %s: read employee: %w", personID, err)
 	default:
-		d, err = e.cfg.Rules.Evaluate(emp, now)
+		d, err = e.desired(emp, now)
 		if err != nil {
-			return Result{}, permanentError{fmt.Errorf("reconcile %s: evaluate rules: %w", personID, err)}
+			return Result{}, permanentError{fmt.Errorf("reconcile %s: %w", personID, err)}
 		}
 	}
 	d.PersonID = personID
@@ -235,6 +243,29 @@ func (e *Engine) reconcile(ctx context.Context, personID, trigger string, planOn
 	}
 	return res, nil
 }
+
+// desired evaluates the rules and adds what the engine's own settings manage.
+func (e *Engine) desired(emp personio.Employee, now time.Time) (rules.Desired, error) {
+	d, err := e.cfg.Rules.Evaluate(emp, now)
+	if err != nil {
+		return d, fmt.Errorf("evaluate rules: %w", err)
+	}
+	d.PersonID = emp.PersonID
+	if e.cfg.RecordLeaveDate && d.Phase != rules.PhaseOutOfScope {
+		v := ""
+		if !d.LeaveDate.IsZero() {
+			v = d.LeaveDate.UTC().Format(time.RFC3339)
+		}
+		if d.Attributes == nil {
+			d.Attributes = map[string]rules.Value{}
+		}
+		d.Attributes[LeaveDateProperty] = rules.Value{Value: v, Policy: rules.Always}
+	}
+	return d, nil
+}
+
+// LeaveDateProperty is the Entra property that records the leave date.
+const LeaveDateProperty = leaveDateProperty
 
 // schedule books the next time-driven transition, or a retry when the
 // manager's account did not exist yet.

@@ -259,12 +259,11 @@ func (e *Engine) Drift(ctx context.Context, rep *SyncReport) ([]Plan, error) {
 	}
 	for _, emp := range emps {
 		seen[emp.PersonID] = true
-		d, err := e.cfg.Rules.Evaluate(emp, now)
+		d, err := e.desired(emp, now)
 		if err != nil {
 			e.log.Error("full sync: evaluate rules", "person_id", emp.PersonID, "err", err)
 			continue
 		}
-		d.PersonID = emp.PersonID
 		planOne(d)
 	}
 	// Accounts whose person no longer exists in Personio are leavers.

@@ -23,6 +23,8 @@ const (
 	AddMember      ChangeKind = "add_member"
 	RemoveMember   ChangeKind = "remove_member"
 	DeleteUser     ChangeKind = "delete_user"
+	// WriteBackEmail stores a new account's UPN as the email in Personio.
+	WriteBackEmail ChangeKind = "personio_write_back_email"
 )
 
 // Destructive reports whether the change takes access away. The full-sync
@@ -169,10 +171,16 @@ func ComputePlan(d rules.Desired, a Actual, opt PlanOptions) Plan {
 	}
 
 	leaver := d.Phase == rules.PhaseLeaver
-	if !leaver {
-		if ch := attributeChanges(d, u); ch != nil {
-			p.Changes = append(p.Changes, *ch)
+	attrs := d
+	if leaver {
+		// A leaver's profile is frozen; only the leave date is still recorded.
+		attrs.Attributes = map[string]rules.Value{}
+		if v, ok := d.Attributes[leaveDateProperty]; ok {
+			attrs.Attributes[leaveDateProperty] = v
 		}
+	}
+	if ch := attributeChanges(attrs, u); ch != nil {
+		p.Changes = append(p.Changes, *ch)
 	}
 	if d.AccountEnabled && !u.AccountEnabled {
 		p.Changes = append(p.Changes, Change{Kind: EnableUser})
@@ -269,3 +277,5 @@ func sameValue(name, have, want string) bool {
 }
 
 func ptr(s string) *string { return &s }
+
+const leaveDateProperty = "employeeLeaveDateTime"

@@ -53,7 +53,9 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger, q *queue.Queue, o
 	}
 	dir, err := entra.New(ctx, entra.Config{
 		TenantID: cfg.EntraTenantID, ClientID: cfg.EntraClientID, ClientSecret: cfg.EntraClientSecret,
-		CertificatePath: cfg.EntraClientCert, Cloud: cfg.EntraCloud, AuthorityHost: cfg.EntraAuthority,
+		CertificatePath: cfg.EntraClientCert, CertificatePassword: cfg.EntraCertPassword,
+		RoleAssignableGroups: cfg.EntraRoleGroups, LeaveDate: cfg.EntraLeaveDate,
+		Cloud: cfg.EntraCloud, AuthorityHost: cfg.EntraAuthority,
 		GraphURL: cfg.GraphAPIURL, HTTPClient: opts.entraHTTP, Logger: log.With("component", "entra"),
 	})
 	if err != nil {
@@ -69,7 +71,10 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger, q *queue.Queue, o
 		ManagedGroups: r.ManagedGroups(), ManageManager: r.ManagesManager(), MatchKeys: keys,
 		OnDeleted: provisioning.LeaverActions{RevokeSessions: lc.Leaver.RevokeSessions, RemoveMemberships: lc.Leaver.RemoveMemberships},
 		Protected: cfg.ProtectedAccounts, DryRun: cfg.DryRun, Logger: log.With("component", "engine"),
-		Now: opts.now, ManagerRetry: opts.managerRetry,
+		Now: opts.now, ManagerRetry: opts.managerRetry, RecordLeaveDate: cfg.EntraLeaveDate,
+	}
+	if cfg.PersonioWriteEmail {
+		ecfg.WriteBackEmail = src.UpdatePersonEmail
 	}
 	if q != nil { // a nil *queue.Queue must not become a non-nil interface
 		ecfg.Scheduler, ecfg.Audit = q, q

@@ -28,6 +28,9 @@ type Config struct {
 	EntraClientID     string
 	EntraClientSecret string
 	EntraClientCert   string // path to a PEM/PKCS#12 file with certificate and key
+	EntraCertPassword string // ENTRA_CLIENT_CERTIFICATE_PASSWORD for an encrypted PKCS#12 file
+	EntraRoleGroups   bool   // ENTRA_ROLE_ASSIGNABLE_GROUPS: the app holds RoleManagement.ReadWrite.Directory
+	EntraLeaveDate    bool   // ENTRA_RECORD_LEAVE_DATE: keep employeeLeaveDateTime (User-LifeCycleInfo.ReadWrite.All)
 	EntraCloud        string // public, usgov, china
 	EntraAuthority    string // ENTRA_AUTHORITY_HOST override
 	GraphAPIURL       string // GRAPH_API_URL override
@@ -106,6 +109,9 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		EntraClientID:        str("ENTRA_CLIENT_ID", ""),
 		EntraClientSecret:    str("ENTRA_CLIENT_SECRET", ""),
 		EntraClientCert:      str("ENTRA_CLIENT_CERTIFICATE", ""),
+		EntraCertPassword:    getenv("ENTRA_CLIENT_CERTIFICATE_PASSWORD"),
+		EntraRoleGroups:      boolean("ENTRA_ROLE_ASSIGNABLE_GROUPS"),
+		EntraLeaveDate:       boolean("ENTRA_RECORD_LEAVE_DATE"),
 		EntraCloud:           strings.ToLower(str("ENTRA_CLOUD", "public")),
 		EntraAuthority:       str("ENTRA_AUTHORITY_HOST", ""),
 		GraphAPIURL:          str("GRAPH_API_URL", ""),
@@ -260,6 +266,9 @@ func (c Config) LogValue() slog.Value {
 		slog.String("entra_client_id", c.EntraClientID),
 		slog.String("entra_client_secret", redact(c.EntraClientSecret)),
 		slog.String("entra_client_certificate", c.EntraClientCert),
+		slog.String("entra_client_certificate_password", redact(c.EntraCertPassword)),
+		slog.Bool("entra_record_leave_date", c.EntraLeaveDate),
+		slog.Bool("personio_write_back_email", c.PersonioWriteEmail),
 		slog.String("entra_cloud", c.EntraCloud),
 		slog.String("entra_authority_host", c.EntraAuthority),
 		slog.String("graph_api_url", c.GraphAPIURL),

@@ -463,3 +463,41 @@ func TestEndToEndDryRunWritesNothing(t *testing.T) {
 		}
 	}
 }
+
+func TestEndToEndLeaveDateAndEmailWriteBack(t *testing.T) {
+	s := newTestStack(t, stackOptions{leaveDate: true, writeBack: true})
+	convergeE2E(t, s)
+	// The future leaver carries the end of the last working day in Entra.
+	u, _ := s.userByEmployeeID("1019")
+	loc, _ := time.LoadLocation("Europe/Berlin")
+	var lwd string
+	for _, p := range s.personio.Company().Persons {
+		if p.ID == "1019" {
+			lwd = p.Employments[0].Termination.LastWorkingDay
+		}
+	}
+	d, _ := time.ParseInLocation(time.DateOnly, lwd, loc)
+	want := d.AddDate(0, 0, 1).UTC().Format(time.RFC3339)
+	if got := fmt.Sprint(u.Properties["employeeLeaveDateTime"]); got != want {
+		t.Errorf("employeeLeaveDateTime = %s, want %s", got, want)
+	}
+	// A joiner's new UPN is written back to Personio as the email; the
+	// person.updated echo reconciles to no change.
+	s.personio.UpsertPerson(joiner("3101", "Maja", "Berg", 3, nil))
+	acct := eventually(t, s, "3101", "account", func(u entratest.User, found bool) bool { return found })
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		p, _ := s.personio.Person("3101")
+		if p.Email == acct.UserPrincipalName {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Personio email = %q, want %q", p.Email, acct.UserPrincipalName)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	convergeE2E(t, s)
+	if n := len(usersWithEmployeeID(s, "3101")); n != 1 {
+		t.Errorf("%d accounts after the echo, want 1", n)
+	}
+}

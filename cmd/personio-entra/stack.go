@@ -34,6 +34,8 @@ type stackOptions struct {
 	logger       *slog.Logger
 	dryRun       bool
 	managerRetry time.Duration
+	leaveDate    bool // ENTRA_RECORD_LEAVE_DATE
+	writeBack    bool // PERSONIO_WRITE_BACK_EMAIL
 }
 
 // stack is a running local installation.
@@ -140,7 +142,7 @@ func startStack(ctx context.Context, o stackOptions) (*stack, error) {
 		DataDir: filepath.Join(o.dataDir, "nats"), Partitions: 32, Replicas: 1,
 		RulesFile: rulesFile, ListenAddr: o.listen, AdminToken: s.adminToken, MetricsAddr: o.metrics,
 		SyncInterval: o.syncInterval, DryRun: o.dryRun, GuardMaxChanges: o.guardMax, GuardMaxPercent: 0,
-		LogFormat: "text",
+		LogFormat: "text", EntraLeaveDate: o.leaveDate, PersonioWriteEmail: o.writeBack,
 	}
 	if err := s.cfg.Validate(role{receiver: true, worker: true}); err != nil {
 		s.closeSimulators()

@@ -52,6 +52,9 @@ type Config struct {
 	// RoleAssignableGroups says the app holds RoleManagement.ReadWrite.Directory,
 	// so the members of role-assignable groups can be managed (graph.md §4.3).
 	RoleAssignableGroups bool
+	// LeaveDate says the app holds User-LifeCycleInfo.ReadWrite.All, so
+	// employeeLeaveDateTime is read (and may be written).
+	LeaveDate bool
 	// Credential replaces the credential selection (tests, custom chains).
 	Credential azcore.TokenCredential
 }
@@ -70,11 +73,12 @@ var clouds = map[string]cloudInfo{
 
 // Directory is the Graph implementation of provisioning.Directory.
 type Directory struct {
-	client   *msgraphsdk.GraphServiceClient
-	graphURL string // base used in @odata.id references
-	log      *slog.Logger
-	repl     time.Duration
-	roleMgmt bool
+	client    *msgraphsdk.GraphServiceClient
+	graphURL  string // base used in @odata.id references
+	log       *slog.Logger
+	repl      time.Duration
+	roleMgmt  bool
+	leaveDate bool
 
 	mu     sync.Mutex
 	recent map[string]time.Time // ids created by this process, for replication retries
@@ -168,8 +172,8 @@ func New(ctx context.Context, cfg Config) (*Directory, error) {
 		graphURL: graphBase,
 		log:      log,
 		repl:     repl,
-		roleMgmt: cfg.RoleAssignableGroups,
-		recent:   map[string]time.Time{},
+		roleMgmt: cfg.RoleAssignableGroups, leaveDate: cfg.LeaveDate,
+		recent: map[string]time.Time{},
 	}
 	log.Debug("graph client ready", "graph_url", graphBase, "cloud", name, "scope", scope)
 	return d, nil

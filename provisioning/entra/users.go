@@ -18,9 +18,14 @@ import (
 const propLeaveDate = "employeeLeaveDateTime"
 
 // userSelect is $select for every user read: the compared properties
-// (rules.Properties, nested ones by their parent) plus identity and state.
-func userSelect() []string {
+// (rules.Properties, nested ones by their parent) plus identity and state,
+// and employeeLeaveDateTime when the app may read it (reading it without
+// User-LifeCycleInfo.Read.All fails the whole request, graph.md §1.2).
+func (d *Directory) userSelect() []string {
 	sel := []string{"id", "userPrincipalName", "mail", "accountEnabled", "employeeId", "onPremisesSyncEnabled"}
+	if d.leaveDate {
+		sel = append(sel, propLeaveDate)
+	}
 	seen := map[string]bool{}
 	for _, s := range sel {
 		seen[s] = true
@@ -213,7 +218,7 @@ func (d *Directory) FindUsers(ctx context.Context, key, value string) ([]provisi
 	top := int32(100)
 	resp, err := d.client.Users().Get(ctx, &users.UsersRequestBuilderGetRequestConfiguration{
 		QueryParameters: &users.UsersRequestBuilderGetQueryParameters{
-			Filter: &filter, Select: userSelect(), Top: &top, Expand: []string{managerExpand},
+			Filter: &filter, Select: d.userSelect(), Top: &top, Expand: []string{managerExpand},
 		},
 	})
 	out := []provisioning.User{}
@@ -240,7 +245,7 @@ func (d *Directory) GetUser(ctx context.Context, id string) (provisioning.User, 
 		var err error
 		u, err = d.client.Users().ByUserId(id).Get(ctx, &users.UserItemRequestBuilderGetRequestConfiguration{
 			QueryParameters: &users.UserItemRequestBuilderGetQueryParameters{
-				Select: userSelect(), Expand: []string{managerExpand},
+				Select: d.userSelect(), Expand: []string{managerExpand},
 			},
 		})
 		if err != nil {
@@ -267,7 +272,7 @@ func (d *Directory) GetUser(ctx context.Context, id string) (provisioning.User, 
 // here. Delta may repeat a user across pages; the last copy wins.
 func (d *Directory) ListUsers(ctx context.Context) ([]provisioning.User, error) {
 	ctx = withOp(ctx, "list_users")
-	sel := append(userSelect(), "manager")
+	sel := append(d.userSelect(), "manager")
 	resp, err := d.client.Users().Delta().GetAsDeltaGetResponse(ctx, &users.DeltaRequestBuilderGetRequestConfiguration{
 		QueryParameters: &users.DeltaRequestBuilderGetQueryParameters{Select: sel},
 	})
