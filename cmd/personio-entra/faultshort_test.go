@@ -1,0 +1,42 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+)
+
+// TestFaultShort is the CI-sized fault run (the full suite is fault_test.go,
+// build tag "fault"): real processes on loopback — one NATS node, the
+// simulators, one receiver and two workers — 300 deliveries for 100 people
+// with duplicates, Graph answering 20 % of requests 429 with Retry-After,
+// and one worker SIGKILLed mid-run and started again. The work it held
+// comes back after the ack wait (nats.md §5 "Lost deliveries"), so the run
+// takes a little over a minute.
+func TestFaultShort(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process fault run; skipped with -short")
+	}
+	bins := buildFaultBinaries(t, t.TempDir())
+	r := runScenario(t, bins, scenario{
+		name:   "short: worker SIGKILL once, Graph 20% 429, 1 NATS node",
+		people: 100, deliveries: 300, dupShare: 0.15, rate: 25,
+		env:   faultEnvOptions{natsNodes: 1, receivers: 1, workers: 2},
+		setup: func(e *faultEnv) { e.setEntraFaults(0.20, 0, 500*time.Millisecond) },
+		chaos: func(ctx context.Context, e *faultEnv) error {
+			if !sleepCtx(ctx, 4*time.Second) {
+				return fmt.Errorf("the deliveries ended before the worker was killed; lower the rate")
+			}
+			e.workers[0].kill()
+			sleepCtx(context.WithoutCancel(ctx), time.Second)
+			return e.restart(e.workers[0])
+		},
+		wantAllAccepted: true,
+		converge:        4 * time.Minute,
+	})
+	if r.Accepted == 0 || r.Deduplicated == 0 {
+		t.Errorf("accepted %d, deduplicated %d: the duplicates were not recognised", r.Accepted, r.Deduplicated)
+	}
+	writeResults(t, "Fault suite, short form", []faultResult{r})
+}
