@@ -125,7 +125,7 @@ func (a *app) resolver() queue.Resolver {
 // (0 turns the periodic sync off). The lease makes sure only one process
 // syncs at a time.
 func (a *app) syncLoop(ctx context.Context) {
-	if a.cfg.SyncInterval == 0 || a.syncer == nil {
+	if a.cfg.SyncInterval <= 0 || a.syncer == nil {
 		return
 	}
 	run := func() {

@@ -148,6 +148,12 @@ func runCheck(ctx context.Context, env *environment, args []string) error {
 	if err != nil {
 		problems = append(problems, strings.Split(err.Error(), "\n")...)
 	}
+	return check(ctx, cfg, problems, *offline, appOptions{}, env.stdout)
+}
+
+// check validates cfg and the rules and, unless offline, calls Personio
+// and Graph; it prints one line per check and every problem found.
+func check(ctx context.Context, cfg Config, problems []string, offline bool, opts appOptions, stdout io.Writer) error {
 	r := role{worker: true}
 	if err := cfg.Validate(r); err != nil {
 		problems = append(problems, strings.Split(err.Error(), "\n")...)
@@ -156,23 +162,23 @@ func runCheck(ctx context.Context, env *environment, args []string) error {
 	if rerr != nil {
 		problems = append(problems, strings.Split(rerr.Error(), "\n")...)
 	} else {
-		fmt.Fprintf(env.stdout, "ok   rules %s: %d managed groups, time zone %s\n", cfg.RulesFile, len(rs.ManagedGroups()), rs.TimeZone())
+		fmt.Fprintf(stdout, "ok   rules %s: %d managed groups, time zone %s\n", cfg.RulesFile, len(rs.ManagedGroups()), rs.TimeZone())
 	}
-	if len(problems) == 0 && !*offline {
+	if len(problems) == 0 && !offline {
 		log := newLogger(cfg, io.Discard)
-		a, err := newApp(ctx, cfg, log, nil, appOptions{})
+		a, err := newApp(ctx, cfg, log, nil, opts)
 		if err != nil {
 			problems = append(problems, err.Error())
 		} else {
 			if err := a.source.Check(ctx); err != nil {
 				problems = append(problems, "Personio: "+err.Error())
 			} else {
-				fmt.Fprintln(env.stdout, "ok   Personio API reachable with the configured credential")
+				fmt.Fprintln(stdout, "ok   Personio API reachable with the configured credential")
 			}
 			if err := a.dir.Check(ctx); err != nil {
 				problems = append(problems, "Entra: "+err.Error())
 			} else {
-				fmt.Fprintln(env.stdout, "ok   Microsoft Graph reachable with the configured app registration")
+				fmt.Fprintln(stdout, "ok   Microsoft Graph reachable with the configured app registration")
 				err := rs.CheckGroups(ctx, func(ctx context.Context, key string) (string, string, error) {
 					var g provisioning.Group
 					var err error
@@ -186,7 +192,7 @@ func runCheck(ctx context.Context, env *environment, args []string) error {
 				if err != nil {
 					problems = append(problems, strings.Split(err.Error(), "\n")...)
 				} else {
-					fmt.Fprintln(env.stdout, "ok   every managed group exists and its members can be managed through Graph")
+					fmt.Fprintln(stdout, "ok   every managed group exists and its members can be managed through Graph")
 				}
 			}
 		}
@@ -194,12 +200,12 @@ func runCheck(ctx context.Context, env *environment, args []string) error {
 	if len(problems) > 0 {
 		for _, p := range problems {
 			if p = strings.TrimSpace(p); p != "" {
-				fmt.Fprintf(env.stdout, "FAIL %s\n", p)
+				fmt.Fprintf(stdout, "FAIL %s\n", p)
 			}
 		}
 		return fmt.Errorf("%d problem(s) found", len(problems))
 	}
-	fmt.Fprintln(env.stdout, "All checks passed.")
+	fmt.Fprintln(stdout, "All checks passed.")
 	return nil
 }
 
