@@ -1,0 +1,88 @@
+//go:build fault
+
+package main
+
+// The long fault suite: go test -tags fault -run TestFault -timeout 60m ./cmd/personio-entra/
+// Each scenario runs on a fresh installation of real processes on
+// loopback: a 3-node JetStream cluster (QUEUE_REPLICAS=3, nats.md §5), the
+// simulators with 1,000 people, two receivers and three workers. Set
+// FAULT_RESULTS=path.md to append the results table to a file.
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+)
+
+func TestFaultSuite(t *testing.T) {
+	bins := buildFaultBinaries(t, t.TempDir())
+	base := scenario{
+		people: 1000, deliveries: 5000, dupShare: 0.15, rate: 80,
+		env:             faultEnvOptions{natsNodes: 3, receivers: 2, workers: 3},
+		wantAllAccepted: true,
+		converge:        8 * time.Minute,
+	}
+	with := func(name string, f func(*scenario)) scenario {
+		s := base
+		s.name = name
+		f(&s)
+		return s
+	}
+	scenarios := []scenario{
+		with("1. worker SIGKILL every 5 s, restarted", func(s *scenario) {
+			s.chaos = func(ctx context.Context, e *faultEnv) error {
+				return every(ctx, 5*time.Second, func(i int) error {
+					w := e.workers[i%len(e.workers)]
+					w.kill()
+					sleepCtx(context.WithoutCancel(ctx), time.Second)
+					return e.restart(w)
+				})
+			}
+		}),
+		with("2. NATS node SIGKILL mid-run, restarted 15 s later", func(s *scenario) {
+			s.chaos = func(ctx context.Context, e *faultEnv) error {
+				if !sleepCtx(ctx, 15*time.Second) {
+					return fmt.Errorf("the deliveries ended before the node was killed")
+				}
+				n := e.natsNodes[0]
+				n.kill()
+				sleepCtx(context.WithoutCancel(ctx), 15*time.Second)
+				return n.start()
+			}
+		}),
+		with("3. Graph 30% 429 + 5% 503 (Retry-After 1 s) all run", func(s *scenario) {
+			s.setup = func(e *faultEnv) { e.setEntraFaults(0.30, 0.05, time.Second) }
+		}),
+		with("4. Personio 503 for 60 s, then recovers", func(s *scenario) {
+			s.chaos = func(ctx context.Context, e *faultEnv) error {
+				if !sleepCtx(ctx, 5*time.Second) {
+					return fmt.Errorf("the deliveries ended before the outage")
+				}
+				return e.control(http.MethodPut, "/personio/unavailable", map[string]string{"for": time.Minute.String()}, nil)
+			}
+		}),
+		with("5. receivers restarted while deliveries continue", func(s *scenario) {
+			s.chaos = func(ctx context.Context, e *faultEnv) error {
+				return every(ctx, 8*time.Second, func(i int) error {
+					r := e.receivers[i%len(e.receivers)]
+					if i%2 == 0 {
+						r.stop() // graceful: finishes what it accepted
+					} else {
+						r.kill() // crash: in-flight requests see a reset, Personio retries
+					}
+					sleepCtx(context.WithoutCancel(ctx), 2*time.Second)
+					return e.restart(r)
+				})
+			}
+		}),
+	}
+	var rows []faultResult
+	for _, sc := range scenarios {
+		t.Run(sc.name, func(t *testing.T) {
+			rows = append(rows, runScenario(t, bins, sc))
+		})
+	}
+	writeResults(t, "Fault suite (3-node JetStream cluster, 2 receivers, 3 workers)", rows)
+}
