@@ -80,6 +80,11 @@ type Config struct {
 	// working day (needs User-LifeCycleInfo.ReadWrite.All; Lifecycle
 	// Workflows' leaver triggers read it).
 	RecordLeaveDate bool
+	// RehireWithin bounds reactivation: a disabled account whose recorded
+	// leave date (employeeLeaveDateTime, with RecordLeaveDate) is older than
+	// this is not enabled again automatically; the reconcile stops with an
+	// error for an admin to decide. Zero: always reactivate.
+	RehireWithin time.Duration
 	// WriteBackEmail, when set, stores a new account's UPN as the person's
 	// email in Personio (PERSONIO_WRITE_BACK_EMAIL). The person.updated
 	// webhook this causes reconciles to no change.
@@ -218,6 +223,9 @@ func (e *Engine) reconcile(ctx context.Context, personID, trigger string, planOn
 		e.audit(ctx, auditRecord(now, trigger, p, Change{Kind: "none"}, ResultSkipped, "protected account", nil, e.cfg.DryRun))
 		return Result{Plan: p}, nil
 	}
+	if err := e.checkRehire(user, d, now); err != nil {
+		return Result{}, err
+	}
 	actual, err := e.actual(ctx, user, d)
 	if err != nil {
 		return Result{}, err
@@ -242,6 +250,21 @@ func (e *Engine) reconcile(ctx context.Context, personID, trigger string, planOn
 		log.Error("some managed groups cannot be used", "err", errors.Join(groupErrs...))
 	}
 	return res, nil
+}
+
+// checkRehire refuses to reactivate an account whose person left longer
+// ago than the rehire window (rules lifecycle.rehire_within_days).
+func (e *Engine) checkRehire(u *User, d rules.Desired, now time.Time) error {
+	if u == nil || u.AccountEnabled || !d.AccountEnabled || e.cfg.RehireWithin <= 0 {
+		return nil
+	}
+	left, err := time.Parse(time.RFC3339, u.Attributes[leaveDateProperty])
+	if err != nil || now.Sub(left) <= e.cfg.RehireWithin {
+		return nil
+	}
+	return permanentError{fmt.Errorf("rehire of person %s: account %s was disabled when they left on %s, more than the rehire window (%s) ago; "+
+		"enable it by hand (or delete it and let a new one be created), then re-drive this dead letter",
+		d.PersonID, u.UserPrincipalName, left.Format(time.DateOnly), e.cfg.RehireWithin)}
 }
 
 // desired evaluates the rules and adds what the engine's own settings manage.

@@ -72,6 +72,7 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger, q *queue.Queue, o
 		OnDeleted: provisioning.LeaverActions{RevokeSessions: lc.Leaver.RevokeSessions, RemoveMemberships: lc.Leaver.RemoveMemberships},
 		Protected: cfg.ProtectedAccounts, DryRun: cfg.DryRun, Logger: log.With("component", "engine"),
 		Now: opts.now, ManagerRetry: opts.managerRetry, RecordLeaveDate: cfg.EntraLeaveDate,
+		RehireWithin: time.Duration(lc.RehireWithinDays) * 24 * time.Hour,
 	}
 	if cfg.PersonioWriteEmail {
 		ecfg.WriteBackEmail = src.UpdatePersonEmail
