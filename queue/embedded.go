@@ -56,6 +56,10 @@ func StartEmbedded(dataDir string, logger *slog.Logger, opts ...EmbeddedOption) 
 	if err := os.MkdirAll(store, 0o700); err != nil {
 		return nil, fmt.Errorf("queue: embedded NATS: create store directory %s: %w", store, err)
 	}
+	unlock, err := lockStore(store)
+	if err != nil {
+		return nil, fmt.Errorf("queue: embedded NATS: %w", err)
+	}
 	o := &server.Options{
 		ServerName: "personio-entra",
 		JetStream:  true,
@@ -70,10 +74,12 @@ func StartEmbedded(dataDir string, logger *slog.Logger, opts ...EmbeddedOption) 
 	}
 	s, err := server.NewServer(o)
 	if err != nil {
+		unlock()
 		return nil, fmt.Errorf("queue: embedded NATS: configure server: %w", err)
 	}
 	s.SetLoggerV2(&serverLogger{l: logger.With(slog.String("component", "nats-server"))}, false, false, false)
 	go s.Start()
+	go func() { s.WaitForShutdown(); unlock() }()
 	if !s.ReadyForConnections(15 * time.Second) {
 		s.Shutdown()
 		return nil, fmt.Errorf("queue: embedded NATS: not ready within 15s (store %s)", store)

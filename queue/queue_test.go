@@ -665,10 +665,12 @@ func TestReadyAndMetrics(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	resetStatsCache()
-	if got := currentStats().pending; got != 3 {
-		t.Errorf("pending = %v, want 3", got)
-	}
+	// The server updates a consumer's pending count asynchronously after a
+	// publish, so the gauge converges rather than being exact at once.
+	waitFor(t, "pending gauge to reach 3", 5*time.Second, func() bool {
+		resetStatsCache()
+		return currentStats().pending == 3
+	})
 	s.Shutdown()
 	s.WaitForShutdown()
 	waitFor(t, "Ready to fail", 5*time.Second, func() bool { return q.Ready(ctx) != nil })
@@ -716,4 +718,28 @@ func TestHeartbeatsKeepLongWork(t *testing.T) {
 	if d := testutil.ToFloat64(redeliveriesTotal) - before; d != 0 {
 		t.Errorf("redeliveries grew by %v, want 0", d)
 	}
+}
+
+// Two embedded servers must never share one store (nats-server does not
+// lock it); the second is refused while the first runs, and allowed after.
+func TestEmbeddedStoreIsLocked(t *testing.T) {
+	dir := t.TempDir()
+	first, err := StartEmbedded(dir, testLogger(t), WithSyncAlways(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, err := StartEmbedded(dir, testLogger(t)); err == nil {
+		s.Shutdown()
+		t.Fatal("a second embedded server started on the same data directory")
+	} else if !strings.Contains(err.Error(), "in use by another personio-entra process") {
+		t.Fatalf("second server: %v", err)
+	}
+	first.Shutdown()
+	first.WaitForShutdown()
+	again, err := StartEmbedded(dir, testLogger(t), WithSyncAlways(false))
+	if err != nil {
+		t.Fatalf("after the first stopped: %v", err)
+	}
+	again.Shutdown()
+	again.WaitForShutdown()
 }
