@@ -554,6 +554,7 @@ func TestShutdownGivesBackUnfinishedWork(t *testing.T) {
 	s := startServer(t)
 	cfg := fastConfig()
 	cfg.ShutdownGrace = 300 * time.Millisecond
+	cfg.AckWait = 15 * time.Second // a redelivery by ack wait would come far too late
 	q1 := openQueue(t, s, "w1", cfg)
 	started := make(chan struct{})
 	stop1 := runWorkers(t, q1, func(ctx context.Context, personID string) error {
@@ -681,7 +682,7 @@ func TestReadyAndMetrics(t *testing.T) {
 func TestHeartbeatsKeepLongWork(t *testing.T) {
 	s := startServer(t)
 	cfg := fastConfig()
-	cfg.AckWait = time.Second
+	cfg.AckWait = 1500 * time.Millisecond
 	q := openQueue(t, s, "heartbeat", cfg)
 	var calls atomic.Int32
 	done := make(chan struct{}, 4)
@@ -694,7 +695,7 @@ func TestHeartbeatsKeepLongWork(t *testing.T) {
 		runWorkers(t, qi, func(ctx context.Context, personID string) error {
 			calls.Add(1)
 			select {
-			case <-time.After(2500 * time.Millisecond):
+			case <-time.After(2*cfg.AckWait + 500*time.Millisecond):
 			case <-ctx.Done():
 				return ctx.Err()
 			}
@@ -708,10 +709,10 @@ func TestHeartbeatsKeepLongWork(t *testing.T) {
 	}
 	select {
 	case <-done:
-	case <-time.After(10 * time.Second):
+	case <-time.After(15 * time.Second):
 		t.Fatal("long work never finished")
 	}
-	time.Sleep(1500 * time.Millisecond)
+	time.Sleep(cfg.AckWait + 500*time.Millisecond)
 	if n := calls.Load(); n != 1 {
 		t.Errorf("handler ran %d times, want 1", n)
 	}
