@@ -223,7 +223,7 @@ func newFaultEnv(t *testing.T, bins faultBinaries, o faultEnvOptions) *faultEnv 
 	}
 	t.Cleanup(e.stopAll)
 	e.rulesFile = filepath.Join(e.dir, "rules.yaml")
-	if err := os.WriteFile(e.rulesFile, deploy.RulesExample, 0o600); err != nil {
+	if err := os.WriteFile(e.rulesFile, faultRules(), 0o600); err != nil {
 		t.Fatalf("write rules: %v", err)
 	}
 	e.startSimulators(o.people)
@@ -235,6 +235,19 @@ func newFaultEnv(t *testing.T, bins faultBinaries, o faultEnvOptions) *faultEnv 
 		e.addWorker(i)
 	}
 	return e
+}
+
+// faultRules are the example rules with one more UPN candidate: a
+// generated company repeats the sample's 54 names, so a thousand people
+// exhaust "{first}.{last}{n}" (n = 2..9) and would be dead-lettered as
+// permanent failures by design.
+func faultRules() []byte {
+	const from = `candidates: ["{first}.{last}", "{f}.{last}", "{first}.{last}{n}"]`
+	const to = `candidates: ["{first}.{last}", "{f}.{last}", "{first}.{last}{n}", "{first}.{last}.{id}"]`
+	if !bytes.Contains(deploy.RulesExample, []byte(from)) {
+		panic("deploy/rules.example.yaml changed its UPN candidates; update faultRules")
+	}
+	return bytes.Replace(deploy.RulesExample, []byte(from), []byte(to), 1)
 }
 
 func baseEnv(dir string) []string {
