@@ -1,0 +1,276 @@
+// Command loadgen drives a personio-entra webhook receiver with Personio
+// deliveries at a fixed rate (open loop) and reports what came back:
+//
+//	go run ./cmd/loadgen -url http://127.0.0.1:8080/webhooks/personio -token T \
+//	    -rate 500 -duration 30s -people 1000
+//
+// It only sends to loopback addresses, stops after -duration or
+// -max-requests, whichever comes first, and prints the number sent, the
+// status counts, the achieved rate and the p50/p90/p99/max latency.
+// Deliveries look like Personio's (dataless envelope, token verbatim in
+// Authorization, personio.md §1.4); each body is unique, so every one is
+// stored and queued.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+type options struct {
+	url         string
+	token       string
+	company     string
+	rate        int
+	duration    time.Duration
+	people      int
+	firstID     int
+	maxRequests int
+	concurrency int
+	timeout     time.Duration
+	jsonOut     bool
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintf(os.Stderr, "loadgen: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func parse(args []string, stderr io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.url, "url", "http://127.0.0.1:8080/webhooks/personio", "webhook receiver URL (loopback only)")
+	fs.StringVar(&o.token, "token", os.Getenv("PERSONIO_WEBHOOK_TOKEN"), "webhook token (default $PERSONIO_WEBHOOK_TOKEN)")
+	fs.StringVar(&o.company, "company", "4242", "company_id in the envelope (the sample company's by default)")
+	fs.IntVar(&o.rate, "rate", 100, "deliveries per second (1-20000)")
+	fs.DurationVar(&o.duration, "duration", 10*time.Second, "how long to send (at most 10m)")
+	fs.IntVar(&o.people, "people", 1000, "distinct person ids to spread the deliveries over")
+	fs.IntVar(&o.firstID, "first-id", 100000, "first person id (the simulators' generated companies start at 100000)")
+	fs.IntVar(&o.maxRequests, "max-requests", 1_000_000, "stop after this many deliveries")
+	fs.IntVar(&o.concurrency, "concurrency", 256, "most deliveries in flight at once; a late one is counted as skipped, the rate stays open-loop")
+	fs.DurationVar(&o.timeout, "timeout", 3*time.Second, "per-delivery timeout (Personio waits 3 s)")
+	fs.BoolVar(&o.jsonOut, "json", false, "print the report as JSON")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	var errs []error
+	if fs.NArg() > 0 {
+		errs = append(errs, fmt.Errorf("unexpected argument %q", fs.Arg(0)))
+	}
+	if err := loopbackURL(o.url); err != nil {
+		errs = append(errs, err)
+	}
+	if o.token == "" {
+		errs = append(errs, errors.New("-token is empty (or set PERSONIO_WEBHOOK_TOKEN)"))
+	}
+	if o.rate < 1 || o.rate > 20000 {
+		errs = append(errs, fmt.Errorf("-rate %d: want 1 to 20000", o.rate))
+	}
+	if o.duration <= 0 || o.duration > 10*time.Minute {
+		errs = append(errs, fmt.Errorf("-duration %s: want more than 0 and at most 10m", o.duration))
+	}
+	if o.people < 1 || o.maxRequests < 1 || o.concurrency < 1 {
+		errs = append(errs, errors.New("-people, -max-requests and -concurrency must be at least 1"))
+	}
+	return o, errors.Join(errs...)
+}
+
+// loopbackURL refuses anything but http(s) to 127.0.0.0/8, ::1 or localhost.
+func loopbackURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("-url %q: %w", raw, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return fmt.Errorf("-url %q: want http or https", raw)
+	}
+	host := u.Hostname()
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("-url %q: loadgen only targets loopback addresses (127.0.0.1, ::1, localhost)", raw)
+	}
+	return nil
+}
+
+// report is what one run measured.
+type report struct {
+	Sent        int            `json:"sent"`
+	Skipped     int            `json:"skipped"` // not sent: every slot was busy at its due time
+	Statuses    map[string]int `json:"statuses"`
+	Elapsed     time.Duration  `json:"elapsed_ns"`
+	AchievedRPS float64        `json:"achieved_rps"`
+	TargetRPS   int            `json:"target_rps"`
+	P50         time.Duration  `json:"p50_ns"`
+	P90         time.Duration  `json:"p90_ns"`
+	P99         time.Duration  `json:"p99_ns"`
+	Max         time.Duration  `json:"max_ns"`
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o, err := parse(args, stderr)
+	if err != nil {
+		return err
+	}
+	rep := load(ctx, o)
+	if o.jsonOut {
+		return json.NewEncoder(stdout).Encode(rep)
+	}
+	printReport(stdout, o, rep)
+	return nil
+}
+
+// load sends deliveries on a fixed schedule (open loop: a slow answer does
+// not slow the sender down, so latency under overload shows).
+func load(ctx context.Context, o options) report {
+	client := &http.Client{
+		Timeout: o.timeout,
+		Transport: &http.Transport{
+			MaxIdleConns: o.concurrency, MaxIdleConnsPerHost: o.concurrency,
+			IdleConnTimeout: 30 * time.Second,
+		},
+	}
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+	events := []string{"person.updated", "employment.updated", "person.created"}
+	slots := make(chan struct{}, o.concurrency)
+	var (
+		mu        sync.Mutex
+		latencies []time.Duration
+		statuses  = map[string]int{}
+		wg        sync.WaitGroup
+	)
+	rep := report{TargetRPS: o.rate}
+	interval := time.Second / time.Duration(o.rate)
+	start := time.Now()
+	end := start.Add(o.duration)
+	for i := 0; i < o.maxRequests; i++ {
+		due := start.Add(time.Duration(i) * interval)
+		if !due.Before(end) {
+			break
+		}
+		if d := time.Until(due); d > 0 {
+			select {
+			case <-ctx.Done():
+			case <-time.After(d):
+			}
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		select {
+		case slots <- struct{}{}:
+		default:
+			rep.Skipped++
+			continue
+		}
+		id := o.firstID + rng.IntN(o.people)
+		body := envelope(o.company, events[rng.IntN(len(events))], strconv.Itoa(id), time.Now().UTC().Add(time.Duration(i)))
+		rep.Sent++
+		wg.Go(func() {
+			defer func() { <-slots }()
+			t0 := time.Now()
+			key := post(client, o.url, o.token, body)
+			lat := time.Since(t0)
+			mu.Lock()
+			latencies = append(latencies, lat)
+			statuses[key]++
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	rep.Elapsed = time.Since(start)
+	rep.Statuses = statuses
+	rep.AchievedRPS = float64(rep.Sent) / rep.Elapsed.Seconds()
+	slices.Sort(latencies)
+	rep.P50, rep.P90, rep.P99 = quantile(latencies, 0.50), quantile(latencies, 0.90), quantile(latencies, 0.99)
+	if len(latencies) > 0 {
+		rep.Max = latencies[len(latencies)-1]
+	}
+	return rep
+}
+
+// envelope is a Personio delivery body; occurred_at differs per delivery
+// so that no two are the same delivery.
+func envelope(company, event, personID string, at time.Time) []byte {
+	payload := map[string]any{"person": map[string]string{"id": personID}}
+	if strings.HasPrefix(event, "employment.") {
+		payload["employment"] = map[string]string{"id": "e" + personID + "-0"}
+	}
+	b, _ := json.Marshal(map[string]any{"company_id": company, "event_name": event,
+		"occurred_at": at.Format(time.RFC3339Nano), "payload": payload, "meta": map[string]any{}})
+	return b
+}
+
+func post(c *http.Client, target, token string, body []byte) string {
+	req, err := http.NewRequest(http.MethodPost, target, bytes.NewReader(body))
+	if err != nil {
+		return "request error"
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", token)
+	resp, err := c.Do(req)
+	if err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return "timeout"
+		}
+		return "transport error"
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return strconv.Itoa(resp.StatusCode)
+}
+
+// quantile of sorted durations (nearest rank).
+func quantile(sorted []time.Duration, q float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(q*float64(len(sorted))+0.5) - 1
+	return sorted[min(max(i, 0), len(sorted)-1)]
+}
+
+func printReport(w io.Writer, o options, r report) {
+	fmt.Fprintf(w, "target      %s, %d/s for %s over %d people\n", o.url, o.rate, o.duration, o.people)
+	fmt.Fprintf(w, "sent        %d in %s (achieved %.1f/s)", r.Sent, r.Elapsed.Round(time.Millisecond), r.AchievedRPS)
+	if r.Skipped > 0 {
+		fmt.Fprintf(w, ", %d skipped: %d in flight at their due time", r.Skipped, o.concurrency)
+	}
+	fmt.Fprintln(w)
+	keys := make([]string, 0, len(r.Statuses))
+	for k := range r.Statuses {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s: %d", k, r.Statuses[k]))
+	}
+	fmt.Fprintf(w, "statuses    %s\n", strings.Join(parts, ", "))
+	fmt.Fprintf(w, "latency     p50 %s  p90 %s  p99 %s  max %s\n", r.P50.Round(10*time.Microsecond),
+		r.P90.Round(10*time.Microsecond), r.P99.Round(10*time.Microsecond), r.Max.Round(10*time.Microsecond))
+}
