@@ -170,6 +170,20 @@ func (e *Engine) create(ctx context.Context, c Change, personID string) (User, e
 		if err != nil {
 			return User{}, fmt.Errorf("create %s: %w", upn, err)
 		}
+		// Graph answers a create with its default property set only
+		// (graph.md §1.1); the account holds what was sent, so the follow-up
+		// plan must not patch those properties again.
+		if u.Attributes == nil {
+			u.Attributes = map[string]string{}
+		}
+		for k, v := range props {
+			if _, ok := u.Attributes[k]; !ok {
+				u.Attributes[k] = v
+			}
+		}
+		if u.EmployeeID == "" {
+			u.EmployeeID = personID
+		}
 		return u, nil
 	}
 	return User{}, permanentError{fmt.Errorf("create: every UPN candidate is taken (%s); add a candidate template to the rules", strings.Join(taken, ", "))}
