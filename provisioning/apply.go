@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/personio-entra/personio-entra/provisioning/personio"
@@ -72,8 +73,31 @@ func (e *Engine) writeBackEmail(ctx context.Context, log *slog.Logger, now time.
 
 func (e *Engine) applyChanges(ctx context.Context, log *slog.Logger, now time.Time, trigger string, res *Result, userID string, changes []Change) error {
 	var firstErr error
+	// Group additions are independent of each other: send them together so
+	// that each joins its group's batch at once.
+	addErrs := map[int]error{}
 	for i, c := range changes {
-		err := e.applyOne(ctx, userID, c)
+		var err error
+		switch {
+		case c.Kind != AddMember:
+			err = e.applyOne(ctx, userID, c)
+		case i == 0 || changes[i-1].Kind != AddMember:
+			// First of a run of additions: send the whole run at once.
+			var wg sync.WaitGroup
+			var mu sync.Mutex
+			for j := i; j < len(changes) && changes[j].Kind == AddMember; j++ {
+				wg.Go(func() {
+					err := e.applyOne(ctx, userID, changes[j])
+					mu.Lock()
+					addErrs[j] = err
+					mu.Unlock()
+				})
+			}
+			wg.Wait()
+			err = addErrs[i]
+		default:
+			err = addErrs[i]
+		}
 		switch {
 		case err == nil:
 			e.record(ctx, log, now, trigger, res.Plan, c, ResultApplied, "", nil)

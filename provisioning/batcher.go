@@ -1,6 +1,7 @@
 package provisioning
 
 import (
+	"errors"
 	"context"
 	"sync"
 	"time"
@@ -12,7 +13,8 @@ import (
 // caller waits for the request that carries its user and gets its result.
 type memberBatcher struct {
 	dir    Directory
-	linger time.Duration
+	idle   time.Duration // flush when no one joined for this long
+	maxAge time.Duration // flush a batch this old even while people keep joining
 	max    int
 
 	mu      sync.Mutex
@@ -20,24 +22,32 @@ type memberBatcher struct {
 }
 
 type memberBatch struct {
-	users []string
-	done  chan struct{}
-	err   error
+	users   []string
+	created time.Time
+	last    time.Time
+	done    chan struct{}
+	errs    map[string]error // per user, after the flush
 }
 
+// A single change waits idle (25 ms) before it is sent; during a wave of
+// joiners, batches fill for up to maxAge (1 s) or 20 members. Graph does
+// not allow a manager in the create request (the manager is its own write),
+// so these batches are where a wave saves writes.
 func newMemberBatcher(d Directory) *memberBatcher {
-	return &memberBatcher{dir: d, linger: 25 * time.Millisecond, max: 20, pending: map[string]*memberBatch{}}
+	return &memberBatcher{dir: d, idle: 25 * time.Millisecond, maxAge: time.Second, max: 20, pending: map[string]*memberBatch{}}
 }
 
 // Add adds userID to groupID, possibly together with other users.
 func (b *memberBatcher) Add(ctx context.Context, groupID, userID string) error {
 	b.mu.Lock()
+	now := time.Now()
 	batch := b.pending[groupID]
 	if batch == nil {
-		batch = &memberBatch{done: make(chan struct{})}
+		batch = &memberBatch{done: make(chan struct{}), created: now}
 		b.pending[groupID] = batch
-		time.AfterFunc(b.linger, func() { b.flush(groupID, batch) })
+		go b.timer(groupID, batch)
 	}
+	batch.last = now
 	batch.users = append(batch.users, userID)
 	full := len(batch.users) >= b.max
 	b.mu.Unlock()
@@ -46,9 +56,31 @@ func (b *memberBatcher) Add(ctx context.Context, groupID, userID string) error {
 	}
 	select {
 	case <-batch.done:
-		return batch.err
+		return batch.errs[userID]
 	case <-ctx.Done():
 		return ctx.Err()
+	}
+}
+
+// timer flushes the batch once it went idle or grew old.
+func (b *memberBatcher) timer(groupID string, batch *memberBatch) {
+	for {
+		b.mu.Lock()
+		if b.pending[groupID] != batch {
+			b.mu.Unlock()
+			return // flushed because it was full
+		}
+		due := batch.last.Add(b.idle)
+		if old := batch.created.Add(b.maxAge); old.Before(due) {
+			due = old
+		}
+		b.mu.Unlock()
+		wait := time.Until(due)
+		if wait <= 0 {
+			b.flush(groupID, batch)
+			return
+		}
+		time.Sleep(wait)
 	}
 }
 
@@ -64,6 +96,19 @@ func (b *memberBatcher) flush(groupID string, batch *memberBatch) {
 	// The request must finish even if the first caller gives up.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	batch.err = b.dir.AddGroupMembers(ctx, groupID, users)
+	batch.errs = map[string]error{}
+	if err := b.dir.AddGroupMembers(ctx, groupID, users); err != nil {
+		if len(users) == 1 || errors.Is(err, ErrThrottled) || errors.Is(err, ErrTransient) {
+			for _, u := range users {
+				batch.errs[u] = err
+			}
+		} else {
+			// One bad member fails the whole request: retry one by one so
+			// that the others are not held back by it.
+			for _, u := range users {
+				batch.errs[u] = b.dir.AddGroupMembers(ctx, groupID, []string{u})
+			}
+		}
+	}
 	close(batch.done)
 }

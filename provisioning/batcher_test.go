@@ -1,0 +1,87 @@
+package provisioning
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+)
+
+// addRecorder is a Directory that only records AddGroupMembers calls.
+type addRecorder struct {
+	Directory // nil: any other method panics
+	mu        sync.Mutex
+	calls     [][]string
+	bad       string // a user id the directory refuses
+}
+
+func (r *addRecorder) AddGroupMembers(_ context.Context, group string, users []string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls = append(r.calls, slices.Clone(users))
+	if slices.Contains(users, r.bad) {
+		return &DirectoryError{Kind: KindPermanent, Op: "add members", Message: "bad reference"}
+	}
+	return nil
+}
+
+func TestMemberBatcher(t *testing.T) {
+	t.Run("a wave of 30 joiners costs two requests", func(t *testing.T) {
+		rec := &addRecorder{}
+		b := newMemberBatcher(rec)
+		b.idle = 300 * time.Millisecond // generous: goroutines may start late on a loaded machine
+		var wg sync.WaitGroup
+		errs := make([]error, 30)
+		for i := range 30 {
+			wg.Go(func() { errs[i] = b.Add(context.Background(), "g1", fmt.Sprintf("u%02d", i)) })
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Errorf("u%02d: %v", i, err)
+			}
+		}
+		var all []string
+		for _, c := range rec.calls {
+			if len(c) > 20 {
+				t.Errorf("request with %d members; Graph allows 20", len(c))
+			}
+			all = append(all, c...)
+		}
+		slices.Sort(all)
+		if len(rec.calls) != 2 || len(all) != 30 || len(slices.Compact(all)) != 30 {
+			t.Errorf("%d requests carrying %v", len(rec.calls), rec.calls)
+		}
+	})
+	t.Run("one bad member does not fail the others", func(t *testing.T) {
+		rec := &addRecorder{bad: "u03"}
+		b := newMemberBatcher(rec)
+		b.idle = 300 * time.Millisecond // generous: goroutines may start late on a loaded machine
+		var wg sync.WaitGroup
+		errs := make([]error, 5)
+		for i := range 5 {
+			wg.Go(func() { errs[i] = b.Add(context.Background(), "g1", fmt.Sprintf("u%02d", i)) })
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if (err != nil) != (i == 3) {
+				t.Errorf("u%02d: err = %v", i, err)
+			}
+		}
+	})
+	t.Run("groups are batched apart", func(t *testing.T) {
+		rec := &addRecorder{}
+		b := newMemberBatcher(rec)
+		b.idle = 300 * time.Millisecond // generous: goroutines may start late on a loaded machine
+		var wg sync.WaitGroup
+		for i := range 4 {
+			wg.Go(func() { _ = b.Add(context.Background(), fmt.Sprintf("g%d", i%2), fmt.Sprintf("u%d", i)) })
+		}
+		wg.Wait()
+		if len(rec.calls) != 2 {
+			t.Errorf("%d requests for 2 groups: %v", len(rec.calls), rec.calls)
+		}
+	})
+}
