@@ -1,8 +1,8 @@
 package provisioning
 
 import (
-	"errors"
 	"context"
+	"errors"
 	"sync"
 	"time"
 )
