@@ -245,7 +245,7 @@ func (w *Webhook) serve(rw http.ResponseWriter, r *http.Request) string {
 	if err != nil {
 		log.Error("webhook not queued; answering 503 so Personio retries", slog.Any("error", err))
 		rw.Header().Set("Retry-After", "5")
-		writeJSON(rw, http.StatusServiceUnavailable, errorBody("the event queue is unavailable; the delivery was not stored, retry later"))
+		writeJSON(rw, http.StatusServiceUnavailable, errorBody("the event queue did not confirm the delivery in time; retry later (a retry of a delivery that did arrive is recognised as a duplicate)"))
 		return OutcomeUnavailable
 	}
 	if dup {
