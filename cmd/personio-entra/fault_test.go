@@ -78,10 +78,20 @@ func TestFaultSuite(t *testing.T) {
 			}
 		}),
 	}
+	// The faults must have reached the product, or the run proves nothing.
+	met := map[string]func(r faultResult) bool{
+		scenarios[2].name: func(r faultResult) bool { return r.GraphThrottled > 100 && r.GraphErrors > 10 },
+		scenarios[3].name: func(r faultResult) bool { return r.PersonioRejected > 0 },
+	}
 	var rows []faultResult
 	for _, sc := range scenarios {
 		t.Run(sc.name, func(t *testing.T) {
-			rows = append(rows, runScenario(t, bins, sc))
+			r := runScenario(t, bins, sc)
+			if ok := met[sc.name]; ok != nil && !ok(r) {
+				t.Errorf("the injected faults were not met: Graph 429 %d, Graph errors %d, Personio 503 %d",
+					r.GraphThrottled, r.GraphErrors, r.PersonioRejected)
+			}
+			rows = append(rows, r)
 		})
 	}
 	writeResults(t, "Fault suite (3-node JetStream cluster, 2 receivers, 3 workers)", rows)

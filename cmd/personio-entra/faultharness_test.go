@@ -39,6 +39,10 @@ import (
 	"github.com/personio-entra/personio-entra/queue"
 )
 
+// faultRevision is the commit the binaries were built from ("-dirty" when
+// the working tree had changes).
+var faultRevision = "unknown"
+
 // faultBinaries are the executables the fault tests run.
 type faultBinaries struct{ product, simulators, nats string }
 
@@ -50,6 +54,9 @@ func buildFaultBinaries(t *testing.T, dir string) faultBinaries {
 		product:    filepath.Join(dir, "personio-entra"),
 		simulators: filepath.Join(dir, "simulators"),
 		nats:       filepath.Join(dir, "nats-server"),
+	}
+	if out, err := exec.Command("git", "describe", "--always", "--dirty").Output(); err == nil {
+		faultRevision = strings.TrimSpace(string(out))
 	}
 	for _, x := range []struct{ out, pkg string }{
 		{b.product, "github.com/personio-entra/personio-entra/cmd/personio-entra"},
@@ -710,37 +717,15 @@ func (e *faultEnv) send(ctx context.Context, ds []delivery, rate, conc, attempts
 	var next atomic.Int64
 	jobs := make(chan delivery)
 	var wg sync.WaitGroup
+	record := func(key string) {
+		mu.Lock()
+		res.statuses[key]++
+		mu.Unlock()
+	}
 	for range conc {
 		wg.Go(func() {
 			for d := range jobs {
-				delay := 250 * time.Millisecond
-				ok, dup := false, false
-				tries := 0
-				for a := 1; a <= attempts && !ok; a++ {
-					tries = a
-					url := e.receiverURLs[int(next.Add(1))%len(e.receiverURLs)]
-					status, body, err := postDelivery(ctx, client, url, e.webhookToken, d.body)
-					key := strconv.Itoa(status)
-					if err != nil {
-						key = "transport error"
-					}
-					mu.Lock()
-					res.statuses[key]++
-					mu.Unlock()
-					switch {
-					case err == nil && status >= 200 && status < 300:
-						ok, dup = true, bytes.Contains(body, []byte(`"duplicate"`))
-					case err == nil && (status < 500 || status == http.StatusNotImplemented):
-						a = attempts // final: Personio never retries a 4xx
-					default:
-						select {
-						case <-ctx.Done():
-							a = attempts
-						case <-time.After(delay):
-						}
-						delay = min(2*delay, 4*time.Second)
-					}
-				}
+				ok, dup, tries := e.deliverWithRetries(ctx, client, d, attempts, &next, record)
 				mu.Lock()
 				res.retries += tries - 1
 				if ok {
@@ -771,6 +756,35 @@ func (e *faultEnv) send(ctx context.Context, ds []delivery, rate, conc, attempts
 	close(jobs)
 	wg.Wait()
 	return res
+}
+
+// deliverWithRetries is one delivery with Personio's retry rules; record
+// counts every answer ("transport error" when none came).
+func (e *faultEnv) deliverWithRetries(ctx context.Context, client *http.Client, d delivery, attempts int,
+	next *atomic.Int64, record func(string)) (ok, dup bool, tries int) {
+	delay := 250 * time.Millisecond
+	for tries = 1; tries <= attempts; tries++ {
+		url := e.receiverURLs[int(next.Add(1))%len(e.receiverURLs)]
+		status, body, err := postDelivery(ctx, client, url, e.webhookToken, d.body)
+		if err != nil {
+			record("transport error")
+		} else {
+			record(strconv.Itoa(status))
+		}
+		switch {
+		case err == nil && status >= 200 && status < 300:
+			return true, bytes.Contains(body, []byte(`"duplicate"`)), tries
+		case err == nil && (status < 500 || status == http.StatusNotImplemented):
+			return false, false, tries // final: Personio never retries a 4xx
+		case tries == attempts:
+			return false, false, tries
+		}
+		if !sleepCtx(ctx, delay) {
+			return false, false, tries
+		}
+		delay = min(2*delay, 4*time.Second)
+	}
+	return false, false, attempts
 }
 
 func postDelivery(ctx context.Context, c *http.Client, url, token string, body []byte) (int, []byte, error) {
@@ -834,19 +848,22 @@ func (r *sendResult) merge(o sendResult) {
 
 // faultResult is one row of the results table.
 type faultResult struct {
-	Scenario      string
-	Deliveries    int
-	Accepted      int
-	Deduplicated  int
-	GaveUp        int
-	People        int
-	Users         int
-	DupUsers      int
-	Drift         int
-	Lost          int
-	DeadLetters   uint64
-	Duration      time.Duration
-	DrainDuration time.Duration
+	Scenario     string
+	Deliveries   int
+	Accepted     int
+	Deduplicated int
+	GaveUp       int
+	People       int
+	Users        int
+	DupUsers     int
+	Drift        int
+	Lost         int
+	DeadLetters  uint64
+	// Injected faults the product actually met.
+	GraphThrottled, GraphErrors int
+	PersonioRejected            int64
+	Duration                    time.Duration
+	DrainDuration               time.Duration
 }
 
 // verify waits for the queues to drain and for the state to converge, then
@@ -867,6 +884,17 @@ func (e *faultEnv) verify(r *faultResult, sent sendResult, convergeWithin time.D
 		}
 		return nil
 	})
+	var graph entratest.Counters
+	var outage struct {
+		Rejected int64 `json:"rejected"`
+	}
+	if err := e.control(http.MethodGet, "/entra/requests", nil, &graph); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.control(http.MethodGet, "/personio/unavailable", nil, &outage); err != nil {
+		t.Fatal(err)
+	}
+	r.GraphThrottled, r.GraphErrors, r.PersonioRejected = graph.Throttled, graph.Errors, outage.Rejected
 	// The faults end with the run; the checks read without them.
 	e.setEntraFaults(0, 0, 0)
 	e.setPersonioUnavailable(0)
@@ -947,12 +975,13 @@ func (r faultResult) check(t *testing.T, wantAllAccepted bool) {
 
 func resultsTable(rows []faultResult) string {
 	var b strings.Builder
-	b.WriteString("| scenario | deliveries | accepted | deduplicated | gave up | people | users | duplicate users | drift | lost | dead letters | duration | drain + converge |\n")
-	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("| scenario | deliveries | accepted | deduplicated | gave up | people | users | duplicate users | drift | lost | dead letters | faults met | duration | drain + converge |\n")
+	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|\n")
 	for _, r := range rows {
-		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d | %s | %s |\n",
+		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d | %s | %s | %s |\n",
 			r.Scenario, r.Deliveries, r.Accepted, r.Deduplicated, r.GaveUp, r.People, r.Users, r.DupUsers,
-			r.Drift, r.Lost, r.DeadLetters, r.Duration.Round(time.Second), r.DrainDuration.Round(time.Second))
+			r.Drift, r.Lost, r.DeadLetters,
+			fmt.Sprintf("Graph 429: %d, Graph 4xx/5xx: %d, Personio 503: %d", r.GraphThrottled, r.GraphErrors, r.PersonioRejected), r.Duration.Round(time.Second), r.DrainDuration.Round(time.Second))
 	}
 	return b.String()
 }
@@ -966,11 +995,7 @@ func writeResults(t *testing.T, title string, rows []faultResult) {
 	if path == "" {
 		return
 	}
-	rev := "unknown"
-	if out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output(); err == nil {
-		rev = strings.TrimSpace(string(out))
-	}
-	doc := fmt.Sprintf("## %s\n\nCommit %s, %s, GOMAXPROCS-visible CPUs %d.\n\n%s\n", title, rev,
+	doc := fmt.Sprintf("## %s\n\nBuilt from %s; %s; %d CPUs.\n\n%s\n", title, faultRevision,
 		time.Now().UTC().Format(time.RFC3339), runtime.NumCPU(), table)
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {

@@ -35,6 +35,9 @@ func TestFaultShort(t *testing.T) {
 		wantAllAccepted: true,
 		converge:        4 * time.Minute,
 	})
+	if r.GraphThrottled == 0 {
+		t.Error("Graph never answered 429: the throttling was not exercised")
+	}
 	if r.Accepted == 0 || r.Deduplicated == 0 {
 		t.Errorf("accepted %d, deduplicated %d: the duplicates were not recognised", r.Accepted, r.Deduplicated)
 	}
