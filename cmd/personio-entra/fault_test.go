@@ -54,6 +54,10 @@ func TestFaultSuite(t *testing.T) {
 		}),
 		with("3. Graph 30% 429 + 5% 503 (Retry-After 1 s) all run", func(s *scenario) {
 			s.setup = func(e *faultEnv) { e.setEntraFaults(0.30, 0.05, time.Second) }
+			// Every third Graph call waits a second, and the generated
+			// company's repeated names make each create probe up to eleven
+			// UPN candidates: draining takes 7-10 minutes on 2 CPUs.
+			s.converge = 15 * time.Minute
 		}),
 		with("4. Personio 503 for 60 s, then recovers", func(s *scenario) {
 			s.chaos = func(ctx context.Context, e *faultEnv) error {
