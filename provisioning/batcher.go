@@ -50,9 +50,14 @@ func (b *memberBatcher) Add(ctx context.Context, groupID, userID string) error {
 	batch.last = now
 	batch.users = append(batch.users, userID)
 	full := len(batch.users) >= b.max
+	if full {
+		// Detach under the lock: the next caller starts a new batch, so no
+		// request ever carries more than max members.
+		delete(b.pending, groupID)
+	}
 	b.mu.Unlock()
 	if full {
-		b.flush(groupID, batch)
+		go b.send(groupID, batch)
 	}
 	select {
 	case <-batch.done:
@@ -88,11 +93,16 @@ func (b *memberBatcher) flush(groupID string, batch *memberBatch) {
 	b.mu.Lock()
 	if b.pending[groupID] != batch {
 		b.mu.Unlock()
-		return // already flushed
+		return // already detached because it was full
 	}
 	delete(b.pending, groupID)
-	users := batch.users
 	b.mu.Unlock()
+	b.send(groupID, batch)
+}
+
+// send makes the request for a detached batch and wakes its callers.
+func (b *memberBatcher) send(groupID string, batch *memberBatch) {
+	users := batch.users // no one appends to a detached batch
 	// The request must finish even if the first caller gives up.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

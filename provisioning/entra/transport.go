@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
 	khttp "github.com/microsoft/kiota-http-go"
@@ -112,42 +111,6 @@ func (p RetryPolicy) withDefaults() RetryPolicy {
 type retryMiddleware struct {
 	policy RetryPolicy
 	log    *slog.Logger
-	gate   *throttleGate
-}
-
-// throttleGate holds every request of this process back while Graph has
-// asked for a pause: the write budget is per app and tenant (graph.md §5),
-// so once one request got a 429 with Retry-After, the others would only
-// collect more 429s.
-type throttleGate struct {
-	mu    sync.Mutex
-	until time.Time
-}
-
-func (g *throttleGate) pauseUntil(t time.Time) {
-	g.mu.Lock()
-	if t.After(g.until) {
-		g.until = t
-	}
-	g.mu.Unlock()
-}
-
-// wait blocks until the pause is over (or ctx ends) and returns how long.
-func (g *throttleGate) wait(ctx context.Context) (time.Duration, error) {
-	g.mu.Lock()
-	d := time.Until(g.until)
-	g.mu.Unlock()
-	if d <= 0 {
-		return 0, nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return 0, ctx.Err()
-	case <-t.C:
-		return d, nil
-	}
 }
 
 func (m retryMiddleware) Intercept(p khttp.Pipeline, idx int, req *http.Request) (*http.Response, error) {
@@ -164,13 +127,6 @@ func (m retryMiddleware) Intercept(p khttp.Pipeline, idx int, req *http.Request)
 	throttleOnly, _ := ctx.Value(retryPolicyKey).(bool)
 	var waited time.Duration
 	for attempt := 1; ; attempt++ {
-		if m.gate != nil {
-			d, err := m.gate.wait(ctx)
-			if err != nil {
-				return nil, err
-			}
-			graphRetryWait.Add(d.Seconds())
-		}
 		r := req.Clone(ctx)
 		if body != nil {
 			r.Body = io.NopCloser(bytes.NewReader(body))
@@ -188,9 +144,6 @@ func (m retryMiddleware) Intercept(p khttp.Pipeline, idx int, req *http.Request)
 			return resp, nil
 		}
 		delay, ok := retryAfter(resp.Header.Get("Retry-After"), time.Now())
-		if ok && code == http.StatusTooManyRequests && m.gate != nil {
-			m.gate.pauseUntil(time.Now().Add(delay))
-		}
 		if !ok {
 			delay = m.policy.BaseDelay << (attempt - 1)
 			delay += time.Duration(rand.Int64N(int64(m.policy.BaseDelay)))
@@ -234,7 +187,7 @@ func middlewares(policy RetryPolicy, log *slog.Logger) []khttp.Middleware {
 	return []khttp.Middleware{
 		msgraphcore.NewGraphTelemetryHandler(&opts),
 		khttp.NewUrlReplaceHandler(true, msgraphcore.ReplacementPairs),
-		retryMiddleware{policy: policy.withDefaults(), log: log, gate: &throttleGate{}},
+		retryMiddleware{policy: policy.withDefaults(), log: log},
 		khttp.NewRedirectHandler(),
 		khttp.NewCompressionHandler(),
 		khttp.NewParametersNameDecodingHandler(),
