@@ -282,7 +282,7 @@ func (r *Rules) normalise(prop, v string) (out string, keep bool, warn string) {
 	case "employeeId":
 		// Never truncate the matching key: a cut id could match someone else.
 		if utf16Len(v) > maxLen[prop] {
-			return "", false, fmt.Sprintf("%q is longer than Graph's 16 characters; not written (graph.md §1.2)", v)
+			return "", false, fmt.Sprintf("%q is longer than Graph's 16 characters; not written", v)
 		}
 		return v, true, ""
 	case "usageLocation":
@@ -309,7 +309,7 @@ func (r *Rules) normalise(prop, v string) (out string, keep bool, warn string) {
 		return v, true, ""
 	}
 	if n, ok := maxLen[prop]; ok && utf16Len(v) > n {
-		return strings.TrimSpace(truncateUTF16(v, n)), true, fmt.Sprintf("cut to Graph's %d characters (graph.md §1.2)", n)
+		return strings.TrimSpace(truncateUTF16(v, n)), true, fmt.Sprintf("cut to Graph's %d characters", n)
 	}
 	return v, true, ""
 }

@@ -101,7 +101,7 @@ func (l *loader) load(data []byte) {
 	if n := l.required(root, fields, "domain", `add "domain: example.com" (a verified domain of the tenant)`); n != nil {
 		if s, ok := l.str(n, "domain"); ok {
 			if !validDomain(s) {
-				l.problem(n, "write a DNS domain of at most 48 characters, e.g. example.com (graph.md §1.3)", "domain %q is not valid for user principal names", s)
+				l.problem(n, "write a DNS domain of at most 48 characters, e.g. example.com", "domain %q is not valid for user principal names", s)
 			}
 			l.r.domain = strings.ToLower(s)
 		}
@@ -565,7 +565,7 @@ func (l *loader) crossChecks(root *yaml.Node) {
 	}
 	if !mapped["displayName"] && !l.hasProblemIn("attributes.displayName") {
 		l.problemAt(attrsPos, `add displayName: 'default(employee.preferred_name, employee.first_name) + " " + employee.last_name'`,
-			"attributes must set displayName: Graph requires it to create a user (graph.md §1.1)")
+			"attributes must set displayName: Graph requires it to create a user")
 	}
 	for _, k := range l.r.match {
 		if k.Property == "employeeId" && !mapped["employeeId"] && !l.hasProblemIn("attributes.employeeId") {

@@ -166,7 +166,7 @@ func (r *Rules) CheckGroups(ctx context.Context, resolve GroupResolver) error {
 			p.Fix = "create the group, or write its exact display name or object id (display names must be unique)"
 		case unmanageable != "":
 			p.Message = fmt.Sprintf("group %q cannot be managed through Microsoft Graph: %s", g.key, unmanageable)
-			p.Fix = "use a security group or a Microsoft 365 group (graph.md §4.3)"
+			p.Fix = "use an assigned security group, or a Microsoft 365 group for an email group: Graph cannot change the members of mail-enabled security groups, distribution lists, dynamic or on-premises-synced groups"
 		case seen[id].key != "":
 			first := seen[id]
 			p.Message = fmt.Sprintf("group %q is the same group (%s) as %q on line %d", g.key, id, first.key, first.pos.line)
