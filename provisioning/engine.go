@@ -432,14 +432,17 @@ var errUnmanageable = errors.New("group cannot be managed through Graph")
 
 var guidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 
-func (e *Engine) resolveGroup(ctx context.Context, key string) groupState {
-	var g Group
-	var err error
+// LookupGroup reads a group named in the rules: by object id when the key
+// is one, else by display name.
+func LookupGroup(ctx context.Context, d Directory, key string) (Group, error) {
 	if guidRE.MatchString(key) {
-		g, err = e.cfg.Directory.GetGroup(ctx, key)
-	} else {
-		g, err = e.cfg.Directory.ResolveGroup(ctx, key)
+		return d.GetGroup(ctx, key)
 	}
+	return d.ResolveGroup(ctx, key)
+}
+
+func (e *Engine) resolveGroup(ctx context.Context, key string) groupState {
+	g, err := LookupGroup(ctx, e.cfg.Directory, key)
 	if err != nil {
 		return groupState{err: fmt.Errorf("group %q: %w", key, err)}
 	}

@@ -180,13 +180,7 @@ func check(ctx context.Context, cfg Config, problems []string, offline bool, opt
 			} else {
 				fmt.Fprintln(stdout, "ok   Microsoft Graph reachable with the configured app registration")
 				err := rs.CheckGroups(ctx, func(ctx context.Context, key string) (string, string, error) {
-					var g provisioning.Group
-					var err error
-					if looksLikeObjectID(key) {
-						g, err = a.dir.GetGroup(ctx, key)
-					} else {
-						g, err = a.dir.ResolveGroup(ctx, key)
-					}
+					g, err := provisioning.LookupGroup(ctx, a.dir, key)
 					return g.ID, g.Unmanageable, err
 				})
 				if err != nil {
@@ -207,10 +201,6 @@ func check(ctx context.Context, cfg Config, problems []string, offline bool, opt
 	}
 	fmt.Fprintln(stdout, "All checks passed.")
 	return nil
-}
-
-func looksLikeObjectID(s string) bool {
-	return len(s) == 36 && strings.Count(s, "-") == 4
 }
 
 func runSync(ctx context.Context, env *environment, args []string) error {
