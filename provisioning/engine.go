@@ -192,8 +192,7 @@ func (e *Engine) reconcile(ctx context.Context, personID, trigger string, planOn
 	switch {
 	case errors.Is(err, personio.ErrNotFound):
 		// Deleted in Personio: treat as a leaver now (reference/personio.md §7).
-		d = rules.Desired{PersonID: personID, Phase: rules.PhaseLeaver, Reason: "person no longer exists in Personio",
-			Exists: true, RevokeSessions: e.cfg.OnDeleted.RevokeSessions, RemoveMembership: e.cfg.OnDeleted.RemoveMemberships}
+		d = e.deletedPerson(personID)
 	case err != nil:
 		return Result{}, fmt.Errorf("reconcile %s: read employee: %w", personID, err)
 	default:
@@ -250,6 +249,13 @@ func (e *Engine) reconcile(ctx context.Context, personID, trigger string, planOn
 		log.Error("some managed groups cannot be used", "err", errors.Join(groupErrs...))
 	}
 	return res, nil
+}
+
+// deletedPerson is the desired state of a person Personio no longer knows:
+// a leaver now, with the configured leaver actions.
+func (e *Engine) deletedPerson(personID string) rules.Desired {
+	return rules.Desired{PersonID: personID, Phase: rules.PhaseLeaver, Reason: "person no longer exists in Personio",
+		Exists: true, RevokeSessions: e.cfg.OnDeleted.RevokeSessions, RemoveMembership: e.cfg.OnDeleted.RemoveMemberships}
 }
 
 // checkRehire refuses to reactivate an account whose person left longer

@@ -271,8 +271,7 @@ func (e *Engine) Drift(ctx context.Context, rep *SyncReport) ([]Plan, error) {
 		if id == "" || seen[id] {
 			continue
 		}
-		planOne(rules.Desired{PersonID: id, Phase: rules.PhaseLeaver, Reason: "person no longer exists in Personio",
-			Exists: true, RevokeSessions: e.cfg.OnDeleted.RevokeSessions, RemoveMembership: e.cfg.OnDeleted.RemoveMemberships})
+		planOne(e.deletedPerson(id))
 	}
 	slices.SortFunc(drift, func(a, b Plan) int { return strings.Compare(a.PersonID, b.PersonID) })
 	rep.Drifting = len(drift)

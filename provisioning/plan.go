@@ -61,7 +61,11 @@ type Change struct {
 func (c Change) String() string {
 	switch c.Kind {
 	case CreateUser:
-		return fmt.Sprintf("create user %s (enabled=%t)", strings.Join(c.UPNCandidates[:min(1, len(c.UPNCandidates))], ""), c.Enabled)
+		upn := ""
+		if len(c.UPNCandidates) > 0 {
+			upn = c.UPNCandidates[0]
+		}
+		return fmt.Sprintf("create user %s (enabled=%t)", upn, c.Enabled)
 	case UpdateUser:
 		keys := make([]string, 0, len(c.Properties))
 		for k := range c.Properties {

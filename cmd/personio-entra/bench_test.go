@@ -18,7 +18,6 @@ import (
 	"maps"
 	"math"
 	"os"
-	"path/filepath"
 	"runtime"
 	"runtime/metrics"
 	"slices"
@@ -141,76 +140,19 @@ type benchStackOptions struct {
 // full syncs themselves through s.app.syncer.
 func startBenchStack(tb testing.TB, o benchStackOptions) *stack {
 	tb.Helper()
-	ctx := context.Background()
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	ruleBytes := benchRules(tb)
-	rs, err := rules.LoadBytes("rules.yaml", ruleBytes)
+	s, err := startStack(context.Background(), stackOptions{
+		dataDir: tb.TempDir(), latency: o.latency, rules: benchRules(tb), company: o.company,
+		logger:   slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		guardMax: 100000, writeBudget: o.writeBudget, writeWindow: o.writeWindow,
+	})
 	if err != nil {
-		tb.Fatalf("benchmark rules: %v", err)
+		tb.Fatalf("start the benchmark stack: %v", err)
 	}
-	dir := tb.TempDir()
-	rulesFile := filepath.Join(dir, "rules.yaml")
-	if err := os.WriteFile(rulesFile, ruleBytes, 0o600); err != nil {
-		tb.Fatalf("write rules: %v", err)
-	}
-	listen, err := freeLoopbackAddr()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	metricsAddr, err := freeLoopbackAddr()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	s := &stack{webhookToken: randomToken(), adminToken: randomToken(), groups: map[string]string{}}
-	s.personio = personiotest.New(personiotest.Options{Logger: logger.With("component", "personio-simulator"),
-		Latency: o.latency, AllowHTTPWebhooks: true})
-	s.personio.SetCompany(o.company)
-	s.entra = entratest.New(entratest.Options{Logger: logger.With("component", "entra-simulator"),
-		Latency: o.latency, Domain: rs.Domain(), WriteBudget: o.writeBudget, WriteWindow: o.writeWindow})
-	for _, key := range rs.ManagedGroups() {
-		s.groups[key] = s.entra.AddGroup(entratest.Group{DisplayName: key, SecurityEnabled: true, GroupTypes: []string{}})
-	}
-	s.cfg = Config{
-		PersonioAPIURL: s.personio.URL(), PersonioClientID: "sim-client-id", PersonioClientSecret: "sim-client-secret",
-		WebhookTokens: []string{s.webhookToken}, PersonioCompanyID: o.company.CompanyID,
-		EntraTenantID: s.entra.TenantID(), EntraClientID: s.entra.ClientID(), EntraClientSecret: s.entra.ClientSecret(),
-		EntraCloud: "public", EntraAuthority: s.entra.AuthorityHost(), GraphAPIURL: s.entra.GraphURL(),
-		DataDir: filepath.Join(dir, "nats"), Partitions: 32, Replicas: 1,
-		RulesFile: rulesFile, ListenAddr: listen, AdminToken: s.adminToken, MetricsAddr: metricsAddr,
-		SyncInterval: 0, GuardMaxChanges: 100000, LogFormat: "text",
-	}
-	if err := s.cfg.Validate(role{receiver: true, worker: true}); err != nil {
-		s.closeSimulators()
-		tb.Fatalf("benchmark stack configuration: %v", err)
-	}
-	q, closeQ, err := openQueue(ctx, s.cfg, logger)
-	if err != nil {
-		s.closeSimulators()
-		tb.Fatalf("open the queue: %v", err)
-	}
-	s.closeQ = closeQ
-	a, err := newApp(ctx, s.cfg, logger, q, appOptions{entraHTTP: s.entra.Client()})
-	if err != nil {
-		closeQ()
-		s.closeSimulators()
-		tb.Fatalf("wire the product: %v", err)
-	}
-	s.app = a
-	s.webhookURL = "http://" + listen + "/webhooks/personio"
-	runCtx, cancel := context.WithCancel(ctx)
-	s.cancel, s.done = cancel, make(chan error, 1)
-	go func() { s.done <- a.serve(runCtx, true) }()
 	tb.Cleanup(func() {
 		if err := s.Close(); err != nil {
 			tb.Errorf("stop the benchmark stack: %v", err)
 		}
 	})
-	if err := waitListening(ctx, listen, s.done); err != nil {
-		tb.Fatalf("receiver: %v", err)
-	}
-	if _, err := a.source.RegisterWebhook(ctx, s.webhookURL, s.webhookToken); err != nil {
-		tb.Fatalf("register the webhook with the Personio simulator: %v", err)
-	}
 	return s
 }
 

@@ -34,8 +34,10 @@ type stackOptions struct {
 	logger       *slog.Logger
 	dryRun       bool
 	managerRetry time.Duration
-	leaveDate    bool // ENTRA_RECORD_LEAVE_DATE
-	writeBack    bool // PERSONIO_WRITE_BACK_EMAIL
+	leaveDate    bool          // ENTRA_RECORD_LEAVE_DATE
+	writeBack    bool          // PERSONIO_WRITE_BACK_EMAIL
+	writeBudget  int           // Entra simulator write budget (its default when 0)
+	writeWindow  time.Duration // and its window
 }
 
 // stack is a running local installation.
@@ -111,7 +113,8 @@ func startStack(ctx context.Context, o stackOptions) (*stack, error) {
 		Latency: o.latency, AllowHTTPWebhooks: true})
 	s.personio.SetCompany(o.company)
 	s.entra = entratest.New(entratest.Options{Logger: o.logger.With("component", "entra-simulator"),
-		Latency: o.latency, ReplicationDelay: o.replication, Domain: rs.Domain()})
+		Latency: o.latency, ReplicationDelay: o.replication, Domain: rs.Domain(),
+		WriteBudget: o.writeBudget, WriteWindow: o.writeWindow})
 	if o.seed != nil {
 		o.seed(s.entra)
 	}
