@@ -121,14 +121,20 @@ func joiner(id, first, last string, startInDays int, mut func(*personiotest.Pers
 
 func TestEndToEndLifecycle(t *testing.T) {
 	var (
-		collisionID string
-		projectX    string
+		collisionID   string
+		projectX      string
+		leaverAccount string // the leaver's account, put in a managed group once it exists
 	)
 	s := newTestStack(t, stackOptions{seed: func(es *entratest.Server) {
 		// Someone else already holds the first UPN candidate of person 3002.
 		collisionID = es.AddUser(entratest.User{UserPrincipalName: "jan.kowalski@example.com", DisplayName: "Jan Kowalski (other)", AccountEnabled: true})
 		// A hand-made account for person 1001 (UPN = Personio email, no employeeId).
 		es.AddUser(entratest.User{UserPrincipalName: "katharina.vogel@example.com", DisplayName: "K. Vogel", AccountEnabled: true})
+		// Person 1031 left two days ago but still has an enabled account in
+		// a managed group: the start-up sync must take that access away.
+		gone := es.AddUser(entratest.User{UserPrincipalName: "jonas.brennan@example.com", EmployeeID: "1031", DisplayName: "Jonas Brennan", AccountEnabled: true})
+		leaverAccount = gone
+		es.AddGroup(entratest.Group{DisplayName: "Sales", SecurityEnabled: true, GroupTypes: []string{}, Members: []string{gone}})
 		// An unmanaged group the mover belongs to; it must be left alone.
 		projectX = es.AddGroup(entratest.Group{DisplayName: "Project X", SecurityEnabled: true, GroupTypes: []string{}})
 	}})
@@ -178,11 +184,17 @@ func TestEndToEndLifecycle(t *testing.T) {
 
 	t.Run("past leaver from the sample is disabled and out of managed groups", func(t *testing.T) {
 		u, ok := s.userByEmployeeID("1031")
-		if ok && u.AccountEnabled {
+		if !ok || u.ID != leaverAccount {
+			t.Fatalf("1031's existing account is gone or replaced: %+v (found=%t)", u, ok)
+		}
+		if u.AccountEnabled {
 			t.Fatalf("1031 left two days ago but is enabled: %+v", u)
 		}
-		if ok && len(groupsOf(s, u.ID)) > 0 {
-			t.Errorf("1031 still in %v", groupsOf(s, u.ID))
+		if u.SignInSessionsValidFrom.IsZero() {
+			t.Error("1031's sessions were not revoked")
+		}
+		if g := groupsOf(s, u.ID); len(g) > 0 {
+			t.Errorf("1031 still in %v", g)
 		}
 	})
 
