@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 
@@ -158,8 +159,11 @@ func check(ctx context.Context, cfg Config, problems []string, offline bool, opt
 	if err := cfg.Validate(r); err != nil {
 		problems = append(problems, strings.Split(err.Error(), "\n")...)
 	}
-	rs, rerr := rules.Load(cfg.RulesFile)
-	if rerr != nil {
+	var rs *rules.Rules
+	var rerr error
+	if _, err := os.Stat(cfg.RulesFile); err != nil {
+		rerr = err // Validate has reported it already
+	} else if rs, rerr = rules.Load(cfg.RulesFile); rerr != nil {
 		problems = append(problems, strings.Split(rerr.Error(), "\n")...)
 	} else {
 		fmt.Fprintf(stdout, "ok   rules %s: %d managed groups, time zone %s\n", cfg.RulesFile, len(rs.ManagedGroups()), rs.TimeZone())
