@@ -560,6 +560,17 @@ func (s *Server) linkWith(r *http.Request, key, val string) string {
 // ---- users ----
 
 // visibleUser finds an active, replicated user by id or UPN. Caller holds s.mu.
+// userOr404 returns the visible user, or writes Graph's 404 and returns
+// nil with the status to record.
+func (s *Server) userOr404(c *reqCtx, key string) (*userObj, int) {
+	o, vis := s.visibleUser(key)
+	if !vis {
+		c.graphError(http.StatusNotFound, "Request_ResourceNotFound", notFoundMsg(key))
+		return nil, http.StatusNotFound
+	}
+	return o, 0
+}
+
 func (s *Server) visibleUser(key string) (*userObj, bool) {
 	key, _ = url.PathUnescape(key)
 	if o, ok := s.users[key]; ok {
@@ -891,10 +902,9 @@ func (s *Server) patchUser(c *reqCtx, key string) int {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	o, vis := s.visibleUser(key)
-	if !vis {
-		c.graphError(http.StatusNotFound, "Request_ResourceNotFound", notFoundMsg(key))
-		return http.StatusNotFound
+	o, status := s.userOr404(c, key)
+	if o == nil {
+		return status
 	}
 	if synced, _ := o.props["onPremisesSyncEnabled"].(bool); synced {
 		c.graphError(http.StatusBadRequest, "Request_BadRequest", msgOnPremises)
@@ -931,10 +941,9 @@ func (s *Server) patchUser(c *reqCtx, key string) int {
 func (s *Server) deleteUser(c *reqCtx, key string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	o, vis := s.visibleUser(key)
-	if !vis {
-		c.graphError(http.StatusNotFound, "Request_ResourceNotFound", notFoundMsg(key))
-		return http.StatusNotFound
+	o, status := s.userOr404(c, key)
+	if o == nil {
+		return status
 	}
 	o.deleted = true
 	s.seq++
@@ -1025,10 +1034,9 @@ func (s *Server) putManager(c *reqCtx, key string) int {
 	mid := refID(c.body["@odata.id"])
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	o, vis := s.visibleUser(key)
-	if !vis {
-		c.graphError(http.StatusNotFound, "Request_ResourceNotFound", notFoundMsg(key))
-		return http.StatusNotFound
+	o, status := s.userOr404(c, key)
+	if o == nil {
+		return status
 	}
 	m, mvis := s.visibleUser(mid)
 	if mid == "" || !mvis {
@@ -1049,10 +1057,9 @@ func (s *Server) putManager(c *reqCtx, key string) int {
 func (s *Server) deleteManager(c *reqCtx, key string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	o, vis := s.visibleUser(key)
-	if !vis {
-		c.graphError(http.StatusNotFound, "Request_ResourceNotFound", notFoundMsg(key))
-		return http.StatusNotFound
+	o, status := s.userOr404(c, key)
+	if o == nil {
+		return status
 	}
 	if o.managerID == "" {
 		c.graphError(http.StatusNotFound, "Request_ResourceNotFound", notFoundMsg("manager"))
