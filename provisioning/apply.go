@@ -39,6 +39,10 @@ func (e *Engine) apply(ctx context.Context, log *slog.Logger, now time.Time, tri
 		plan.UserID, plan.UPN = u.ID, u.UserPrincipalName
 		e.record(ctx, log, now, trigger, *plan, c, ResultApplied, "", nil)
 		res.Applied++
+		if err := e.own.Record(ctx, OwnershipRecord{UserID: u.ID, PersonID: plan.PersonID, UPN: u.UserPrincipalName, How: "created", Since: now.UTC()}); err != nil {
+			// The next reconcile adopts it: it carries this person's employeeId.
+			log.Error("record ownership of the new account", "err", err)
+		}
 		e.writeBackEmail(ctx, log, now, trigger, res, emp, u)
 		// Follow-up: manager and groups for the new account. The new object
 		// may not be replicated yet; the adapter retries 404s (graph.md §5).

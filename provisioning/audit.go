@@ -12,6 +12,7 @@ const (
 	ResultApplied = "applied"
 	ResultSkipped = "skipped"
 	ResultFailed  = "failed"
+	ResultHeld    = "held" // destructive, waiting for approval (safeguard)
 )
 
 // AuditRecord is one entry of the audit log: one change for one person and

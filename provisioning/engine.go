@@ -89,6 +89,14 @@ type Config struct {
 	// email in Personio (PERSONIO_WRITE_BACK_EMAIL). The person.updated
 	// webhook this causes reconciles to no change.
 	WriteBackEmail func(ctx context.Context, personID, email string) error
+	// State is the replicated state bucket (JetStream KV) that holds the
+	// ownership records, the safeguard's budget and the held approvals. Nil
+	// keeps them in process memory (tests, read-only commands).
+	State KV
+	// Guard configures the safeguard every destructive change counts
+	// against; the zero value means the defaults (10 people or 5 % of the
+	// owned accounts within 1 h).
+	Guard GuardSettings
 }
 
 // Engine reconciles people. It is safe for concurrent use by many workers;
@@ -101,6 +109,9 @@ type Engine struct {
 	groupsMu sync.Mutex
 	groups   map[string]groupState // key → resolved
 	members  *memberBatcher
+
+	own   *Ownership
+	guard *Guard
 }
 
 type groupState struct {
@@ -130,6 +141,16 @@ func New(cfg Config) (*Engine, error) {
 		e.protected[strings.ToLower(strings.TrimSpace(p))] = true
 	}
 	e.members = newMemberBatcher(cfg.Directory)
+	if cfg.State == nil {
+		cfg.State = NewMemKV()
+		e.cfg.State = cfg.State
+	}
+	if cfg.Guard == (GuardSettings{}) {
+		cfg.Guard = GuardSettings{MaxCount: 10, MaxPercent: 5}
+	}
+	e.own = newOwnership(cfg.State)
+	e.guard = newGuard(cfg.State, cfg.Guard, e.own, cfg.Now, cfg.Logger.With("component", "safeguard"))
+	e.guard.audit = e.audit
 	return e, nil
 }
 
@@ -139,6 +160,8 @@ type Result struct {
 	Applied int
 	Skipped int
 	Failed  int
+	// Held counts destructive changes the safeguard held for approval.
+	Held int
 }
 
 // permanentError marks errors that retrying will not fix.
@@ -189,8 +212,10 @@ func (e *Engine) reconcile(ctx context.Context, personID, trigger string, planOn
 
 	emp, err := e.cfg.Source.GetEmployee(ctx, personID)
 	var d rules.Desired
+	deleted := false
 	switch {
 	case errors.Is(err, personio.ErrNotFound):
+		deleted = true
 		// Deleted in Personio: treat as a leaver now (reference/personio.md §7).
 		d = e.deletedPerson(personID)
 	case err != nil:
@@ -219,8 +244,25 @@ func (e *Engine) reconcile(ctx context.Context, personID, trigger string, planOn
 	}
 	if user != nil && e.isProtected(*user) {
 		p := Plan{PersonID: personID, Phase: d.Phase, Reason: "account is protected", UserID: user.ID, UPN: user.UserPrincipalName, Desired: d}
-		e.audit(ctx, auditRecord(now, trigger, p, Change{Kind: "none"}, ResultSkipped, "protected account", nil, e.cfg.DryRun))
+		e.audit(ctx, auditRecord(now, trigger, p, Change{Kind: NoChange}, ResultSkipped, "protected account", nil, e.cfg.DryRun))
 		return Result{Plan: p}, nil
+	}
+	if user != nil {
+		owned, err := e.own.Owns(ctx, user.ID)
+		if err != nil {
+			return Result{}, fmt.Errorf("reconcile %s: %w", personID, err)
+		}
+		switch {
+		case !owned && deleted:
+			return e.unowned(ctx, now, trigger, d, *user, planOnly), nil
+		case !owned && !planOnly && !e.cfg.DryRun:
+			if err := e.adopt(ctx, now, trigger, d, *user); err != nil {
+				return Result{}, fmt.Errorf("reconcile %s: %w", personID, err)
+			}
+		}
+		if !deleted {
+			d = e.keepAccess(emp, d, *user)
+		}
 	}
 	if err := e.checkRehire(user, d, now); err != nil {
 		return Result{}, err
@@ -235,20 +277,111 @@ func (e *Engine) reconcile(ctx context.Context, personID, trigger string, planOn
 	for _, ge := range groupErrs {
 		plan.Notes = append(plan.Notes, ge.Error())
 	}
+	plan.Notes = append(plan.Notes, d.Warnings...)
 	if planOnly {
 		// Show the follow-up a create would make in the same run.
 		return Result{Plan: plan}, nil
 	}
 
 	res := Result{Plan: plan}
-	if err := e.apply(ctx, log, now, trigger, &res, emp, actual, opt); err != nil {
+	// Every destructive change counts against the one safeguard, whatever
+	// triggered the reconcile. What it holds waits in an approval set; the
+	// person's other changes still apply.
+	var held []Change
+	var heldIn string
+	granted := false
+	if !e.cfg.DryRun && plan.Destructive() > 0 {
+		adm, err := e.guard.Admit(ctx, heldPerson(plan))
+		if err != nil {
+			// Cannot count it: take nothing away, retry.
+			return res, fmt.Errorf("reconcile %s: %w", personID, err)
+		}
+		granted = adm.Via == "approval"
+		if !adm.Allowed {
+			res.Plan.Changes, held = splitDestructive(plan.Changes)
+			heldIn = adm.ApprovalID
+			res.Plan.Notes = append(res.Plan.Notes, fmt.Sprintf("%d destructive change(s) held for approval %s: %s", len(held), adm.ApprovalID, adm.Reason))
+		}
+	}
+	applyErr := e.apply(ctx, log, now, trigger, &res, emp, actual, opt)
+	for _, c := range held {
+		e.record(ctx, log, now, trigger, res.Plan, c, ResultHeld, "held by the safeguard; release with `personio-entra approve "+heldIn+"`", nil)
+		res.Held++
+	}
+	if applyErr != nil {
+		return res, applyErr
+	}
+	if granted {
+		e.guard.consumeGrant(ctx, personID)
+	}
+	if err := e.schedule(ctx, log, res.Plan, d); err != nil {
 		return res, err
 	}
-	e.schedule(ctx, log, res.Plan, d)
 	if len(groupErrs) > 0 && len(d.Groups) > 0 {
 		log.Error("some managed groups cannot be used", "err", errors.Join(groupErrs...))
 	}
 	return res, nil
+}
+
+// splitDestructive separates the changes that take access away.
+func splitDestructive(changes []Change) (keep, destructive []Change) {
+	for _, c := range changes {
+		if c.Kind.Destructive() {
+			destructive = append(destructive, c)
+		} else {
+			keep = append(keep, c)
+		}
+	}
+	return keep, destructive
+}
+
+// unowned reports an account whose employeeId Personio does not know and
+// that personio-entra never created or adopted: it is never changed.
+func (e *Engine) unowned(ctx context.Context, now time.Time, trigger string, d rules.Desired, u User, planOnly bool) Result {
+	note := fmt.Sprintf("account %s carries employeeId %q, which Personio does not know, and personio-entra has no record that it created or adopted it: reported, not changed",
+		u.UserPrincipalName, d.PersonID)
+	p := Plan{PersonID: d.PersonID, Phase: d.Phase, Reason: d.Reason, UserID: u.ID, UPN: u.UserPrincipalName, Desired: d, Notes: []string{note}}
+	if !planOnly {
+		unownedAccounts.Inc()
+		e.log.Warn("unowned account left alone", "person_id", d.PersonID, "upn", u.UserPrincipalName, "user_id", u.ID)
+		e.audit(ctx, auditRecord(now, trigger, p, Change{Kind: NoChange}, ResultSkipped, note, nil, e.cfg.DryRun))
+	}
+	return Result{Plan: p}
+}
+
+// adopt records an existing account matched to a Personio person through
+// the matching keys as owned, and audits it.
+func (e *Engine) adopt(ctx context.Context, now time.Time, trigger string, d rules.Desired, u User) error {
+	if err := e.own.Record(ctx, OwnershipRecord{UserID: u.ID, PersonID: d.PersonID, UPN: u.UserPrincipalName, How: "adopted", Since: now.UTC()}); err != nil {
+		return err
+	}
+	p := Plan{PersonID: d.PersonID, Phase: d.Phase, Reason: d.Reason, UserID: u.ID, UPN: u.UserPrincipalName}
+	e.audit(ctx, auditRecord(now, trigger, p, Change{Kind: AdoptAccount}, ResultApplied, "existing account matched this person through the matching keys", nil, e.cfg.DryRun))
+	changesTotal.WithLabelValues(string(AdoptAccount), ResultApplied).Inc()
+	return nil
+}
+
+// keepAccess: only status and leave dates take access away. When HR moves
+// the start date of an ACTIVE employee into the future, an enabled account
+// keeps its access, groups and manager (the desired state of the employee
+// as of their start date), and the plan carries a warning.
+func (e *Engine) keepAccess(emp personio.Employee, d rules.Desired, u User) rules.Desired {
+	if !u.AccountEnabled || !strings.EqualFold(emp.Status, "active") || emp.StartDate.IsZero() ||
+		(d.Phase != rules.PhasePreHire && d.Phase != rules.PhaseNotYet) {
+		return d
+	}
+	// 14:00 UTC on the start date is within the start date in every zone
+	// from UTC-12 to UTC+14 or just after it.
+	at := emp.StartDate.Start(time.UTC).Add(14 * time.Hour)
+	alt, err := e.desired(emp, at)
+	if err != nil || alt.Phase != rules.PhaseActive {
+		return d
+	}
+	alt.NextTransition = d.NextTransition
+	alt.Reason = fmt.Sprintf("status ACTIVE with a start date in the future (%s); the enabled account keeps its access", emp.StartDate)
+	alt.Warnings = append(alt.Warnings, fmt.Sprintf("start date %s is in the future but the employee is ACTIVE and the account is enabled: "+
+		"access is kept (only status and leave dates take access away); correct the start date in Personio if it is wrong", emp.StartDate))
+	return alt
 }
 
 // deletedPerson is the desired state of a person Personio no longer knows:
@@ -297,10 +430,12 @@ func (e *Engine) desired(emp personio.Employee, now time.Time) (rules.Desired, e
 const LeaveDateProperty = leaveDateProperty
 
 // schedule books the next time-driven transition, or a retry when the
-// manager's account did not exist yet.
-func (e *Engine) schedule(ctx context.Context, log *slog.Logger, p Plan, d rules.Desired) {
+// manager's account did not exist yet. A schedule that cannot be published
+// fails the reconcile so that the work is retried: a lost schedule would
+// leave a leaver with access until the next complete sync.
+func (e *Engine) schedule(ctx context.Context, log *slog.Logger, p Plan, d rules.Desired) error {
 	if e.cfg.Scheduler == nil || e.cfg.DryRun {
-		return
+		return nil
 	}
 	next := d.NextTransition
 	if p.Wait {
@@ -316,9 +451,10 @@ func (e *Engine) schedule(ctx context.Context, log *slog.Logger, p Plan, d rules
 		err = e.cfg.Scheduler.Schedule(ctx, d.PersonID, next, string(d.Phase)+" transition")
 	}
 	if err != nil {
-		// The periodic full sync catches a missed transition; log loudly.
-		log.Error("schedule next transition", "at", next, "err", err)
+		log.Error("schedule next transition; the work is retried", "at", next, "err", err)
+		return fmt.Errorf("schedule next transition of %s at %s: %w", d.PersonID, next.Format(time.RFC3339), err)
 	}
+	return nil
 }
 
 // match finds the employee's account: by employeeId first, then the other

@@ -2,12 +2,9 @@ package provisioning
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"strings"
 	"time"
@@ -43,12 +40,10 @@ type IncrementalSource interface {
 
 // SyncConfig configures the full sync.
 type SyncConfig struct {
-	Engine   *Engine
-	Queue    Enqueuer
-	State    KV // sync state, leases and approvals
-	Holder   string
-	MaxCount int     // guard: destructive people allowed without approval
-	MaxPct   float64 // guard: same as a percentage of managed accounts (the larger bound wins)
+	Engine *Engine
+	Queue  Enqueuer
+	State  KV // sync state, leases and approvals
+	Holder string
 	// CompleteEvery forces a complete read this often (default 24h); in
 	// between, a sync reads only the people Personio reports as changed.
 	CompleteEvery time.Duration
@@ -67,6 +62,9 @@ func NewSyncer(cfg SyncConfig) *Syncer {
 	if cfg.Holder == "" {
 		cfg.Holder = "personio-entra"
 	}
+	if cfg.Engine != nil && cfg.Queue != nil {
+		cfg.Engine.guard.queue = cfg.Queue
+	}
 	return &Syncer{cfg: cfg}
 }
 
@@ -82,19 +80,27 @@ type SyncReport struct {
 	Destructive int       `json:"destructive"`
 	Guarded     bool      `json:"guarded"`
 	ApprovalID  string    `json:"approval_id,omitempty"`
-	Skipped     bool      `json:"skipped,omitempty"` // another instance held the lease
-	Plans       []Plan    `json:"plans,omitempty"`   // drifting plans (when asked for)
+	// Owned is the number of accounts personio-entra owns; Unowned lists
+	// accounts carrying an employeeId Personio does not know that it does
+	// not own (reported, never changed).
+	Owned   int      `json:"owned"`
+	Unowned []string `json:"unowned,omitempty"`
+	// Collapsed: Personio returned no one, or far fewer people than the
+	// owned accounts; nothing destructive was applied.
+	Collapsed bool   `json:"collapsed,omitempty"`
+	Adopted   int    `json:"adopted,omitempty"`
+	Scheduled int    `json:"scheduled,omitempty"`
+	Skipped   bool   `json:"skipped,omitempty"` // another instance held the lease
+	Plans     []Plan `json:"plans,omitempty"`   // drifting plans (when asked for)
+
+	adopt     []OwnershipRecord
+	schedules []pendingSchedule
 }
 
-// Approval is a guarded set of people whose destructive changes wait for
-// `personio-entra approve ID`.
-type Approval struct {
-	ID          string    `json:"id"`
-	Created     time.Time `json:"created"`
-	People      []string  `json:"people"`
-	Destructive int       `json:"destructive_changes"`
-	Threshold   int       `json:"threshold"`
-	Summary     []string  `json:"summary"`
+type pendingSchedule struct {
+	personID string
+	at       time.Time
+	reason   string
 }
 
 type syncState struct {
@@ -103,9 +109,8 @@ type syncState struct {
 }
 
 const (
-	stateKey      = "sync.state"
-	leaseKey      = "sync.lease"
-	approvalsPref = "approval."
+	stateKey = "sync.state"
+	leaseKey = "sync.lease"
 )
 
 // Run performs one sync. complete forces a complete read; otherwise the
@@ -223,22 +228,37 @@ func (e *Engine) Drift(ctx context.Context, rep *SyncReport) ([]Plan, error) {
 			memberOf[id][g.ID] = true
 		}
 	}
+	owned, err := e.own.All(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("full sync: %w", err)
+	}
 	byEmp := map[string][]*User{}
 	for i := range users {
 		u := &users[i]
 		byEmp[u.EmployeeID] = append(byEmp[u.EmployeeID], u)
 	}
-	rep.Employees, rep.Accounts = len(emps), len(users)
+	rep.Employees, rep.Accounts, rep.Owned = len(emps), len(users), len(owned)
 	opt := PlanOptions{ManagedGroups: groups, ManageManager: e.cfg.ManageManager}
 
 	var drift []Plan
 	seen := map[string]bool{}
-	planOne := func(d rules.Desired) {
+	planOne := func(d rules.Desired, emp *personio.Employee) {
 		var a Actual
 		if us := byEmp[d.PersonID]; len(us) == 1 {
 			u := us[0]
 			if e.isProtected(*u) {
 				return
+			}
+			if !owned[u.ID] {
+				if emp == nil {
+					// Not a Personio person and not ours: report, never change.
+					rep.Unowned = append(rep.Unowned, u.UserPrincipalName)
+					return
+				}
+				rep.adopt = append(rep.adopt, OwnershipRecord{UserID: u.ID, PersonID: d.PersonID, UPN: u.UserPrincipalName, How: "adopted", Since: now.UTC()})
+			}
+			if emp != nil {
+				d = e.keepAccess(*emp, d, *u)
 			}
 			a = Actual{User: u, Groups: memberOf[u.ID]}
 			if a.Groups == nil {
@@ -253,40 +273,62 @@ func (e *Engine) Drift(ctx context.Context, rep *SyncReport) ([]Plan, error) {
 			return
 		}
 		p := ComputePlan(d, a, opt)
+		p.Notes = append(p.Notes, d.Warnings...)
 		if len(p.Changes) > 0 {
 			drift = append(drift, p)
 		}
+		if !d.NextTransition.IsZero() && d.Phase != rules.PhaseOutOfScope {
+			rep.schedules = append(rep.schedules, pendingSchedule{personID: d.PersonID, at: d.NextTransition, reason: string(d.Phase) + " transition"})
+		}
 	}
-	for _, emp := range emps {
+	for i := range emps {
+		emp := &emps[i]
 		seen[emp.PersonID] = true
-		d, err := e.desired(emp, now)
+		d, err := e.desired(*emp, now)
 		if err != nil {
 			e.log.Error("full sync: evaluate rules", "person_id", emp.PersonID, "err", err)
 			continue
 		}
-		planOne(d)
+		planOne(d, emp)
 	}
-	// Accounts whose person no longer exists in Personio are leavers.
+	// Owned accounts whose person no longer exists in Personio are leavers.
 	for id := range byEmp {
 		if id == "" || seen[id] {
 			continue
 		}
-		planOne(e.deletedPerson(id))
+		planOne(e.deletedPerson(id), nil)
 	}
 	slices.SortFunc(drift, func(a, b Plan) int { return strings.Compare(a.PersonID, b.PersonID) })
+	slices.Sort(rep.Unowned)
 	rep.Drifting = len(drift)
 	return drift, nil
 }
 
 func (s *Syncer) guardAndEnqueue(ctx context.Context, rep *SyncReport, drift []Plan, withPlans bool) error {
 	e := s.cfg.Engine
-	now := e.cfg.Now()
+	g := e.guard
 	fullSyncDrift.Set(float64(len(drift)))
+	unownedGauge.Set(float64(len(rep.Unowned)))
 	if withPlans {
 		rep.Plans = drift
 	}
+	if len(rep.Unowned) > 0 {
+		e.log.Warn("full sync: accounts carry an employeeId Personio does not know and are not owned by personio-entra; left alone",
+			"count", len(rep.Unowned), "first", rep.Unowned[0])
+	}
+	if !e.cfg.DryRun {
+		for _, rec := range rep.adopt {
+			if err := e.own.Record(ctx, rec); err != nil {
+				return fmt.Errorf("full sync: %w", err)
+			}
+			p := Plan{PersonID: rec.PersonID, UserID: rec.UserID, UPN: rec.UPN}
+			e.audit(ctx, auditRecord(e.cfg.Now(), "sync", p, Change{Kind: AdoptAccount}, ResultApplied, "existing account matched this person through the matching keys", nil, false))
+			rep.Adopted++
+		}
+	}
 
-	// Guard: people who would lose access (disable, delete, leave a group).
+	// People who would lose access (disable, delete, revoke, leave a group,
+	// lose their manager).
 	var destructive, safe []Plan
 	for _, p := range drift {
 		if p.Destructive() > 0 {
@@ -296,120 +338,82 @@ func (s *Syncer) guardAndEnqueue(ctx context.Context, rep *SyncReport, drift []P
 			safe = append(safe, p)
 		}
 	}
-	threshold := max(s.cfg.MaxCount, int(math.Floor(s.cfg.MaxPct/100*float64(rep.Accounts))))
-	toEnqueue := safe
-	if len(destructive) > threshold {
-		rep.Guarded = true
-		guardTrips.Inc()
-		ap, err := s.hold(ctx, destructive, threshold, now)
+	threshold, err := g.Threshold(ctx)
+	if err != nil {
+		return fmt.Errorf("full sync: %w", err)
+	}
+	var reason string
+	rep.Collapsed = g.Collapsed(rep.Employees, rep.Owned)
+	if rep.Collapsed {
+		sourceCollapsed.Inc()
+		reason = fmt.Sprintf("Personio returned %d people for %d owned accounts (below GUARD_MIN_SOURCE_PERCENT=%g%%): "+
+			"a collapsed source takes no access away; check the Personio credential and company before approving",
+			rep.Employees, rep.Owned, g.cfg.MinSourcePercent)
+		e.log.Error("full sync: Personio returned far fewer people than the owned accounts; nothing destructive is applied",
+			"employees", rep.Employees, "owned", rep.Owned)
+	} else if len(destructive) > 0 {
+		remaining, err := g.Remaining(ctx)
 		if err != nil {
-			return err
+			return fmt.Errorf("full sync: %w", err)
+		}
+		if len(destructive) > remaining {
+			// The sync knows the whole set up front: it holds all of it
+			// rather than applying the first few.
+			reason = fmt.Sprintf("a complete sync would take access away from %d people; the safeguard allows %d within %s (%d left now)",
+				len(destructive), threshold, g.cfg.Window, remaining)
+		}
+	}
+	toEnqueue := drift
+	if reason != "" && len(destructive) > 0 {
+		toEnqueue = safe
+		rep.Guarded = true
+		people := make([]HeldPerson, len(destructive))
+		for i, p := range destructive {
+			people[i] = heldPerson(p)
+		}
+		ap, err := g.Hold(ctx, people, reason, threshold)
+		if err != nil {
+			return fmt.Errorf("full sync: %w", err)
 		}
 		rep.ApprovalID = ap.ID
-		e.log.Warn("full sync: destructive changes exceed the guard; nothing destructive applied, approval required",
+		e.log.Warn("full sync: destructive changes held for approval; the rest is applied",
 			"people", len(destructive), "threshold", threshold, "approval_id", ap.ID,
 			"approve_with", "personio-entra approve "+ap.ID)
-	} else {
-		toEnqueue = drift
 	}
+	enqueued := map[string]bool{}
 	for _, p := range toEnqueue {
 		if err := s.cfg.Queue.Enqueue(ctx, p.PersonID, "sync"); err != nil {
 			return fmt.Errorf("full sync: enqueue %s: %w", p.PersonID, err)
 		}
+		enqueued[p.PersonID] = true
 		rep.Enqueued++
 	}
-	return s.refreshApprovalGauge(ctx)
-}
-
-// hold records (or reuses) an approval for the guarded people.
-func (s *Syncer) hold(ctx context.Context, plans []Plan, threshold int, now time.Time) (Approval, error) {
-	people := make([]string, len(plans))
-	var summary []string
-	n := 0
-	for i, p := range plans {
-		people[i] = p.PersonID
-		n += p.Destructive()
-		if len(summary) < 50 {
-			var kinds []string
-			for _, c := range p.Changes {
-				if c.Kind.Destructive() {
-					kinds = append(kinds, c.String())
-				}
+	// Recovery: everyone with a future transition has a schedule, also when
+	// their plan has no changes (the queued ones book theirs themselves).
+	if sch := e.cfg.Scheduler; sch != nil && !e.cfg.DryRun {
+		for _, ps := range rep.schedules {
+			if enqueued[ps.personID] {
+				continue
 			}
-			summary = append(summary, fmt.Sprintf("person %s (%s): %s", p.PersonID, p.Phase, strings.Join(kinds, "; ")))
+			if err := sch.Schedule(ctx, ps.personID, ps.at, ps.reason); err != nil {
+				return fmt.Errorf("full sync: schedule %s at %s: %w", ps.personID, ps.at.Format(time.RFC3339), err)
+			}
+			rep.Scheduled++
 		}
 	}
-	h := sha256.Sum256([]byte(strings.Join(people, ",")))
-	id := hex.EncodeToString(h[:])[:12]
-	if _, _, err := s.cfg.State.Get(ctx, approvalsPref+id); err == nil {
-		return Approval{ID: id}, nil // the same set is already waiting
-	}
-	ap := Approval{ID: id, Created: now.UTC(), People: people, Destructive: n, Threshold: threshold, Summary: summary}
-	b, _ := json.Marshal(ap)
-	if err := s.cfg.State.Put(ctx, approvalsPref+id, b); err != nil {
-		return ap, fmt.Errorf("full sync: store approval: %w", err)
-	}
-	return ap, nil
+	g.refreshPending(ctx)
+	return nil
 }
 
 // Approvals lists the change sets waiting for approval.
 func (s *Syncer) Approvals(ctx context.Context) ([]Approval, error) {
-	keys, err := s.cfg.State.Keys(ctx, approvalsPref)
-	if err != nil {
-		return nil, fmt.Errorf("list approvals: %w", err)
-	}
-	var out []Approval
-	for _, k := range keys {
-		b, _, err := s.cfg.State.Get(ctx, k)
-		if errors.Is(err, ErrKeyNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read approval %s: %w", k, err)
-		}
-		var ap Approval
-		if err := json.Unmarshal(b, &ap); err != nil {
-			return nil, fmt.Errorf("decode approval %s: %w", k, err)
-		}
-		out = append(out, ap)
-	}
-	slices.SortFunc(out, func(a, b Approval) int { return a.Created.Compare(b.Created) })
-	return out, nil
+	return s.cfg.Engine.guard.Approvals(ctx)
 }
 
-// Approve releases a guarded change set: its people are enqueued and the
+// Approve releases a held change set: its people are enqueued and the
 // workers apply their changes (re-reading Personio first).
 func (s *Syncer) Approve(ctx context.Context, id string) (Approval, error) {
-	b, _, err := s.cfg.State.Get(ctx, approvalsPref+id)
-	if errors.Is(err, ErrKeyNotFound) {
-		return Approval{}, fmt.Errorf("approve: no pending approval %q (list them with `personio-entra approve --list`)", id)
-	}
-	if err != nil {
-		return Approval{}, fmt.Errorf("approve %s: %w", id, err)
-	}
-	var ap Approval
-	if err := json.Unmarshal(b, &ap); err != nil {
-		return Approval{}, fmt.Errorf("approve %s: decode: %w", id, err)
-	}
-	for _, p := range ap.People {
-		if err := s.cfg.Queue.Enqueue(ctx, p, "approved:"+id); err != nil {
-			return ap, fmt.Errorf("approve %s: enqueue %s: %w", id, p, err)
-		}
-	}
-	if err := s.cfg.State.Delete(ctx, approvalsPref+id); err != nil {
-		return ap, fmt.Errorf("approve %s: remove approval: %w", id, err)
-	}
-	s.cfg.Engine.log.Warn("approval granted: guarded changes released", "approval_id", id, "people", len(ap.People))
-	return ap, s.refreshApprovalGauge(ctx)
-}
-
-func (s *Syncer) refreshApprovalGauge(ctx context.Context) error {
-	keys, err := s.cfg.State.Keys(ctx, approvalsPref)
-	if err != nil {
-		return fmt.Errorf("count approvals: %w", err)
-	}
-	pendingApprovals.Set(float64(len(keys)))
-	return nil
+	return s.cfg.Engine.guard.Approve(ctx, id)
 }
 
 type leaseValue struct {

@@ -43,7 +43,27 @@ var (
 	})
 	guardTrips = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "personio_entra_guard_trips_total",
-		Help: "Full syncs whose destructive changes exceeded the threshold and now wait for approval.",
+		Help: "Times the safeguard held destructive changes for approval (any trigger: webhook, schedule, sync, admin).",
+	})
+	guardHeldPeople = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "personio_entra_guard_held_people_total",
+		Help: "People whose destructive changes the safeguard held for approval.",
+	})
+	budgetUsed = promauto.NewGauge(prometheus.GaugeOpts{
+		Name: "personio_entra_guard_budget_used_people",
+		Help: "People who lost access within the current safeguard window (GUARD_WINDOW), as last seen by this process.",
+	})
+	unownedAccounts = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "personio_entra_unowned_accounts_skipped_total",
+		Help: "Times an account whose employeeId Personio does not know, and that personio-entra does not own, was left alone.",
+	})
+	unownedGauge = promauto.NewGauge(prometheus.GaugeOpts{
+		Name: "personio_entra_unowned_accounts",
+		Help: "Accounts carrying an employeeId Personio does not know that personio-entra does not own (last complete sync).",
+	})
+	sourceCollapsed = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "personio_entra_source_collapsed_total",
+		Help: "Complete syncs in which Personio returned no people, or far fewer than the owned accounts; nothing destructive was applied.",
 	})
 	pendingApprovals = promauto.NewGauge(prometheus.GaugeOpts{
 		Name: "personio_entra_pending_approvals",

@@ -25,11 +25,15 @@ const (
 	DeleteUser     ChangeKind = "delete_user"
 	// WriteBackEmail stores a new account's UPN as the email in Personio.
 	WriteBackEmail ChangeKind = "personio_write_back_email"
+	// Audit-only kinds: no directory write.
+	NoChange     ChangeKind = "none"
+	AdoptAccount ChangeKind = "adopt_account" // an existing account is recorded as owned
+	ReleaseHeld  ChangeKind = "release_held"  // an approval released held changes
 )
 
-// Destructive reports whether the change takes access away. The full-sync
-// guard counts these (DESIGN.md: "a sync that would disable or remove more
-// than the configured threshold applies nothing and waits for approval").
+// Destructive reports whether the change takes access away. The safeguard
+// counts every person with such a change, whatever the trigger
+// (docs/safety.md).
 func (k ChangeKind) Destructive() bool {
 	switch k {
 	case DisableUser, RevokeSessions, RemoveMember, DeleteUser, RemoveManager:

@@ -77,8 +77,17 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger, q *queue.Queue, o
 	if cfg.PersonioWriteEmail {
 		ecfg.WriteBackEmail = src.UpdatePersonEmail
 	}
+	ecfg.Guard = provisioning.GuardSettings{MaxCount: cfg.GuardMaxChanges, MaxPercent: cfg.GuardMaxPercent,
+		Window: cfg.GuardWindow, MinSourcePercent: cfg.GuardMinSource}
+	var state provisioning.KV
 	if q != nil { // a nil *queue.Queue must not become a non-nil interface
 		ecfg.Scheduler, ecfg.Audit = q, q
+		kv, err := q.KeyValue(ctx, "personio_entra_state")
+		if err != nil {
+			return nil, err
+		}
+		state = kvState{kv}
+		ecfg.State = state
 	}
 	eng, err := provisioning.New(ecfg)
 	if err != nil {
@@ -86,14 +95,9 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger, q *queue.Queue, o
 	}
 	a := &app{cfg: cfg, log: log, rules: r, source: src, dir: dir, engine: eng, q: q}
 	if q != nil {
-		kv, err := q.KeyValue(ctx, "personio_entra_state")
-		if err != nil {
-			return nil, err
-		}
 		host, _ := os.Hostname()
 		a.syncer = provisioning.NewSyncer(provisioning.SyncConfig{
-			Engine: eng, Queue: q, State: kvState{kv}, Holder: fmt.Sprintf("%s/%d", host, os.Getpid()),
-			MaxCount: cfg.GuardMaxChanges, MaxPct: cfg.GuardMaxPercent,
+			Engine: eng, Queue: q, State: state, Holder: fmt.Sprintf("%s/%d", host, os.Getpid()),
 		})
 	}
 	return a, nil
@@ -191,7 +195,7 @@ func (b adminBackend) Approvals(ctx context.Context) (any, error) {
 
 func (b adminBackend) Approve(ctx context.Context, id string) (any, error) {
 	ap, err := b.a.syncer.Approve(ctx, id)
-	if err != nil && ap.ID == "" {
+	if errors.Is(err, provisioning.ErrNoApproval) {
 		return nil, fmt.Errorf("%w: %v", handlers.ErrNotFound, err)
 	}
 	return ap, err

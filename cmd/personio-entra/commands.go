@@ -20,7 +20,7 @@ func init() {
 	register("check", command{summary: "validate configuration and rules, and test access to Personio and Entra", run: runCheck})
 	register("sync", command{summary: "reconcile one employee (--employee ID) or everyone (--all) now, through the queue", run: runSync})
 	register("audit", command{summary: "show the audit log (--employee ID, --limit N, --json)", run: runAudit})
-	register("approve", command{summary: "list (--list) or approve (ID) change sets the mass-change guard held back", run: runApprove})
+	register("approve", command{summary: "list (--list) or approve (ID) change sets the safeguard held back", run: runApprove})
 }
 
 // newFlags returns a flag set that reports errors as usage errors.
@@ -245,9 +245,17 @@ func runSync(ctx context.Context, env *environment, args []string) error {
 	if rep.Skipped {
 		return errors.New("another process is running a full sync; try again when it is done")
 	}
-	fmt.Fprintf(env.stdout, "full sync: %d employees, %d accounts, %d drifting, %d queued\n", rep.Employees, rep.Accounts, rep.Drifting, rep.Enqueued)
+	fmt.Fprintf(env.stdout, "full sync: %d employees, %d accounts (%d owned), %d drifting, %d queued, %d schedules booked\n",
+		rep.Employees, rep.Accounts, rep.Owned, rep.Drifting, rep.Enqueued, rep.Scheduled)
+	if rep.Collapsed {
+		fmt.Fprintf(env.stdout, "SOURCE COLLAPSED: Personio returned %d people for %d owned accounts; nothing destructive is applied\n", rep.Employees, rep.Owned)
+	}
+	if len(rep.Unowned) > 0 {
+		fmt.Fprintf(env.stdout, "UNOWNED: %d accounts carry an employeeId Personio does not know and were not created or adopted by personio-entra; left alone: %s\n",
+			len(rep.Unowned), strings.Join(rep.Unowned[:min(len(rep.Unowned), 10)], ", "))
+	}
 	if rep.Guarded {
-		fmt.Fprintf(env.stdout, "GUARD: %d destructive changes held back; review with `personio-entra approve --list`, release with `personio-entra approve %s`\n", rep.Destructive, rep.ApprovalID)
+		fmt.Fprintf(env.stdout, "SAFEGUARD: %d destructive changes held back; review with `personio-entra approve --list`, release with `personio-entra approve %s`\n", rep.Destructive, rep.ApprovalID)
 	}
 	return nil
 }
@@ -332,6 +340,9 @@ func runApprove(ctx context.Context, env *environment, args []string) error {
 		for _, ap := range aps {
 			fmt.Fprintf(env.stdout, "%s  created %s  %d people, %d destructive changes (threshold %d)\n",
 				ap.ID, ap.Created.Format("2006-01-02 15:04"), len(ap.People), ap.Destructive, ap.Threshold)
+			for _, r := range ap.Reasons {
+				fmt.Fprintf(env.stdout, "  why: %s\n", r)
+			}
 			for _, s := range ap.Summary {
 				fmt.Fprintf(env.stdout, "    %s\n", s)
 			}

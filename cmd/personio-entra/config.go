@@ -49,8 +49,10 @@ type Config struct {
 
 	SyncInterval      time.Duration
 	DryRun            bool
-	GuardMaxChanges   int      // GUARD_MAX_CHANGES: destructive changes one sync may make without approval
-	GuardMaxPercent   float64  // GUARD_MAX_PERCENT: same, as a share of managed accounts
+	GuardMaxChanges   int           // GUARD_MAX_CHANGES: people who may lose access within GUARD_WINDOW without approval
+	GuardMaxPercent   float64       // GUARD_MAX_PERCENT: same, as a share of the owned accounts (the larger bound wins)
+	GuardWindow       time.Duration // GUARD_WINDOW: the safeguard's rolling window
+	GuardMinSource    float64       // GUARD_MIN_SOURCE_PERCENT: a complete read below this share of owned accounts is a collapsed source
 	ProtectedAccounts []string // PROTECTED_ACCOUNTS: UPNs or object ids never changed
 
 	LogLevel  slog.Level
@@ -143,6 +145,20 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	} else {
 		c.GuardMaxPercent = f
 	}
+	if v := strings.TrimSpace(getenv("GUARD_MIN_SOURCE_PERCENT")); v == "" {
+		c.GuardMinSource = 50
+	} else if f, err := strconv.ParseFloat(strings.TrimSuffix(v, "%"), 64); err != nil {
+		errs = append(errs, fmt.Errorf("GUARD_MIN_SOURCE_PERCENT=%q: want a number such as 50", v))
+	} else {
+		c.GuardMinSource = f
+	}
+	if v := strings.TrimSpace(getenv("GUARD_WINDOW")); v == "" {
+		c.GuardWindow = time.Hour
+	} else if d, err := time.ParseDuration(v); err != nil || d <= 0 {
+		errs = append(errs, fmt.Errorf("GUARD_WINDOW=%q: want a duration such as 1h or 30m", v))
+	} else {
+		c.GuardWindow = d
+	}
 	if v := strings.TrimSpace(getenv("LOG_LEVEL")); v != "" {
 		if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {
 			errs = append(errs, fmt.Errorf("LOG_LEVEL=%q: want debug, info, warn or error", v))
@@ -192,6 +208,9 @@ func (c Config) Validate(r role) error {
 	}
 	if c.GuardMaxPercent < 0 || c.GuardMaxPercent > 100 {
 		bad("GUARD_MAX_PERCENT=%v: want 0 to 100", c.GuardMaxPercent)
+	}
+	if c.GuardMinSource <= 0 || c.GuardMinSource > 100 {
+		bad("GUARD_MIN_SOURCE_PERCENT=%v: want more than 0 and at most 100", c.GuardMinSource)
 	}
 
 	if r.receiver {

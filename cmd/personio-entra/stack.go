@@ -144,7 +144,7 @@ func startStack(ctx context.Context, o stackOptions) (*stack, error) {
 		EntraCloud: "public", EntraAuthority: s.entra.AuthorityHost(), GraphAPIURL: s.entra.GraphURL(),
 		DataDir: filepath.Join(o.dataDir, "nats"), Partitions: 32, Replicas: 1,
 		RulesFile: rulesFile, ListenAddr: o.listen, AdminToken: s.adminToken, MetricsAddr: o.metrics,
-		SyncInterval: o.syncInterval, DryRun: o.dryRun, GuardMaxChanges: o.guardMax, GuardMaxPercent: 0,
+		SyncInterval: o.syncInterval, DryRun: o.dryRun, GuardMaxChanges: o.guardMax, GuardMaxPercent: 0, GuardWindow: time.Hour, GuardMinSource: 50,
 		LogFormat: "text", EntraLeaveDate: o.leaveDate, PersonioWriteEmail: o.writeBack,
 	}
 	if err := s.cfg.Validate(role{receiver: true, worker: true}); err != nil {
