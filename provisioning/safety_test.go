@@ -62,7 +62,7 @@ func (env *safetyEnv) engine(t *testing.T, r *rules.Rules, guard GuardSettings) 
 		Source: env.src, Directory: env.dir, Rules: r, ManagedGroups: r.ManagedGroups(), ManageManager: true,
 		OnDeleted: LeaverActions{RevokeSessions: true, RemoveMemberships: true},
 		State:     env.state, Guard: guard, Scheduler: env.q,
-		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)), Now: func() time.Time { return safetyNow },
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: func() time.Time { return safetyNow },
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -53,7 +53,7 @@ type Config struct {
 	GuardMaxPercent   float64       // GUARD_MAX_PERCENT: same, as a share of the owned accounts (the larger bound wins)
 	GuardWindow       time.Duration // GUARD_WINDOW: the safeguard's rolling window
 	GuardMinSource    float64       // GUARD_MIN_SOURCE_PERCENT: a complete read below this share of owned accounts is a collapsed source
-	ProtectedAccounts []string // PROTECTED_ACCOUNTS: UPNs or object ids never changed
+	ProtectedAccounts []string      // PROTECTED_ACCOUNTS: UPNs or object ids never changed
 
 	LogLevel  slog.Level
 	LogFormat string // json, text
