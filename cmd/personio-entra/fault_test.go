@@ -100,3 +100,14 @@ func TestFaultSuite(t *testing.T) {
 	}
 	writeResults(t, "Fault suite (3-node JetStream cluster, 2 receivers, 3 workers)", rows)
 }
+
+// TestFaultSafeguard is the long safeguard scenario: 300 of 1,000 people
+// get a last working day of yesterday through webhooks at once; at most the
+// threshold (50) is disabled, the other 250 wait in one approval, the admin
+// API releases it and the directory then equals the desired state.
+func TestFaultSafeguard(t *testing.T) {
+	bins := buildFaultBinaries(t, t.TempDir())
+	r := runMassLeavers(t, bins, massLeavers{people: 1000, leavers: 300, threshold: 50,
+		env: faultEnvOptions{natsNodes: 3, receivers: 2, workers: 3}, converge: 10 * time.Minute})
+	writeResults(t, "Fault suite: safeguard (3-node JetStream cluster, 2 receivers, 3 workers)", []faultResult{r})
+}

@@ -208,10 +208,12 @@ type faultEnv struct {
 	receivers    []*proc
 	receiverURLs []string
 	workers      []*proc
+	workerURLs   []string // admin API base URLs of the workers
 	webhookToken string
 	adminToken   string
 	rulesFile    string
 	replicas     int
+	guard        []string
 	http         *http.Client
 }
 
@@ -220,13 +222,19 @@ type faultEnvOptions struct {
 	natsNodes int // 1 or 3
 	receivers int
 	workers   int
+	// guard is extra safeguard configuration (GUARD_*=...); empty: a budget
+	// no scenario of the load kind reaches.
+	guard []string
 }
 
 func newFaultEnv(t *testing.T, bins faultBinaries, o faultEnvOptions) *faultEnv {
 	t.Helper()
 	e := &faultEnv{
 		t: t, dir: t.TempDir(), bins: bins, webhookToken: randomToken(), adminToken: randomToken(),
-		replicas: min(o.natsNodes, 3), http: &http.Client{Timeout: 30 * time.Second},
+		replicas: min(o.natsNodes, 3), http: &http.Client{Timeout: 30 * time.Second}, guard: o.guard,
+	}
+	if len(e.guard) == 0 {
+		e.guard = []string{"GUARD_MAX_CHANGES=100000"}
 	}
 	t.Cleanup(e.stopAll)
 	e.rulesFile = filepath.Join(e.dir, "rules.yaml")
@@ -365,7 +373,7 @@ func (e *faultEnv) startNATS(n int) {
 
 // productEnv is the configuration every product process gets.
 func (e *faultEnv) productEnv(dataDir, listen, metrics string) []string {
-	return append(baseEnv(dataDir),
+	return append(append(baseEnv(dataDir),
 		"PERSONIO_API_URL="+e.sim.PersonioURL,
 		"PERSONIO_CLIENT_ID="+e.sim.PersonioClientID,
 		"PERSONIO_CLIENT_SECRET="+e.sim.PersonioClientSecret,
@@ -389,7 +397,7 @@ func (e *faultEnv) productEnv(dataDir, listen, metrics string) []string {
 		"SYNC_INTERVAL=0",
 		"LOG_LEVEL=info",
 		"LOG_FORMAT=json",
-	)
+	), e.guard...)
 }
 
 func (e *faultEnv) addProductProc(name, sub string) (*proc, string) {
@@ -441,8 +449,9 @@ func (e *faultEnv) addReceiver(i int) {
 }
 
 func (e *faultEnv) addWorker(i int) {
-	p, _ := e.addProductProc(fmt.Sprintf("worker-%d", i+1), "work")
+	p, listen := e.addProductProc(fmt.Sprintf("worker-%d", i+1), "work")
 	e.workers = append(e.workers, p)
+	e.workerURLs = append(e.workerURLs, "http://"+listen+"/admin")
 }
 
 // restart starts a product process again and waits for its readiness.
@@ -1091,4 +1100,178 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	case <-time.After(d):
 		return true
 	}
+}
+
+// admin calls a worker's admin API.
+func (e *faultEnv) admin(method, path string, out any) error {
+	req, err := http.NewRequest(method, e.workerURLs[0]+path, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+e.adminToken)
+	resp, err := e.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("admin %s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("admin %s %s: %d %s", method, path, resp.StatusCode, b)
+	}
+	if out == nil {
+		return nil
+	}
+	return json.Unmarshal(b, out)
+}
+
+// drained waits until no work is pending or in flight.
+func (e *faultEnv) drained(within time.Duration) {
+	e.eventually("queues drained", within, func() error {
+		b, _, err := e.queueBacklog()
+		if err != nil {
+			return err
+		}
+		if b > 0 {
+			return fmt.Errorf("%d messages pending or in flight", b)
+		}
+		return nil
+	})
+}
+
+// converged waits until plan --all finds no drift.
+func (e *faultEnv) converged(within time.Duration) {
+	e.eventually("no drift", within, func() error {
+		drift, err := e.plan()
+		if err != nil {
+			return err
+		}
+		if len(drift) > 0 {
+			return fmt.Errorf("%d people drift, first %s: %v %v", len(drift), drift[0].PersonID, drift[0].Changes, drift[0].Notes)
+		}
+		return nil
+	})
+}
+
+// massLeavers is the safeguard scenario: the company is onboarded, then
+// `leavers` people get a last working day of yesterday in Personio at once
+// (an HR bulk import) and their webhooks arrive together. At most the
+// threshold may lose access; the rest waits in one approval, `approve`
+// (the admin API) releases it, and afterwards the directory equals the
+// desired state.
+type massLeavers struct {
+	people, leavers, threshold int
+	env                        faultEnvOptions
+	converge                   time.Duration
+}
+
+func runMassLeavers(t *testing.T, bins faultBinaries, m massLeavers) faultResult {
+	t.Helper()
+	m.env.people = m.people
+	m.env.guard = []string{"GUARD_MAX_CHANGES=" + strconv.Itoa(m.threshold), "GUARD_MAX_PERCENT=0", "GUARD_WINDOW=1h"}
+	e := newFaultEnv(t, bins, m.env)
+	start := time.Now()
+	ids := e.personIDs()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	onboard := buildDeliveries(e.sim.CompanyID, ids, len(ids), 0, rand.New(rand.NewPCG(11, 7)))
+	sent := e.prime(ctx, onboard[0])
+	sent.merge(e.send(ctx, onboard[1:], 100, 16, 8))
+	e.drained(m.converge)
+	e.converged(m.converge)
+
+	users, err := e.entraUsers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var persons []map[string]any
+	if err := e.control(http.MethodGet, "/personio/persons", nil, &persons); err != nil {
+		t.Fatal(err)
+	}
+	enabled := map[string]bool{}
+	for _, u := range users {
+		if u.AccountEnabled && u.EmployeeID != "" && !u.Deleted {
+			enabled[u.EmployeeID] = true
+		}
+	}
+	yesterday := time.Now().AddDate(0, 0, -2).Format(time.DateOnly) // a full day in every zone
+	var leavers []string
+	for _, p := range persons {
+		id, _ := p["id"].(string)
+		emps, _ := p["employments"].([]any)
+		if !enabled[id] || len(emps) == 0 || len(leavers) == m.leavers {
+			continue
+		}
+		emp := emps[0].(map[string]any)
+		emp["status"] = "INACTIVE"
+		emp["termination"] = map[string]any{"termination_date": yesterday, "last_working_day": yesterday, "type": "EMPLOYEE"}
+		delete(p, "created_at")
+		delete(p, "updated_at")
+		if err := e.control(http.MethodPut, "/personio/persons/"+id, p, nil); err != nil {
+			t.Fatal(err)
+		}
+		leavers = append(leavers, id)
+	}
+	if len(leavers) != m.leavers {
+		t.Fatalf("only %d people with enabled accounts, want %d leavers", len(leavers), m.leavers)
+	}
+	ds := make([]delivery, len(leavers))
+	for i, id := range leavers {
+		b, _ := json.Marshal(map[string]any{"company_id": e.sim.CompanyID, "event_name": "employment.updated",
+			"occurred_at": time.Now().UTC().Add(time.Duration(i) * time.Millisecond).Format(time.RFC3339Nano),
+			"payload": map[string]any{"person": map[string]string{"id": id}}, "meta": map[string]any{}})
+		ds[i] = delivery{personID: id, body: b}
+	}
+	sent.merge(e.send(ctx, ds, 200, 16, 8))
+	e.drained(m.converge)
+
+	disabled := func() (n int) {
+		users, err := e.entraUsers()
+		if err != nil {
+			t.Fatal(err)
+		}
+		byID := map[string]bool{}
+		for _, u := range users {
+			if !u.Deleted && !u.AccountEnabled {
+				byID[u.EmployeeID] = true
+			}
+		}
+		for _, id := range leavers {
+			if byID[id] {
+				n++
+			}
+		}
+		return n
+	}
+	if got := disabled(); got > m.threshold {
+		t.Fatalf("%d leavers disabled before approval; the safeguard allows %d", got, m.threshold)
+	} else if got != m.threshold {
+		t.Errorf("%d leavers disabled before approval, want the threshold %d", got, m.threshold)
+	}
+	var aps []provisioning.Approval
+	if err := e.admin(http.MethodGet, "/approvals", &aps); err != nil {
+		t.Fatal(err)
+	}
+	if len(aps) != 1 || len(aps[0].People) != m.leavers-m.threshold {
+		t.Fatalf("want one approval holding %d people, got %d approvals: %+v", m.leavers-m.threshold, len(aps), aps)
+	}
+	if err := e.admin(http.MethodPost, "/approvals/"+aps[0].ID+"/approve", nil); err != nil {
+		t.Fatal(err)
+	}
+	e.drained(m.converge)
+	if got := disabled(); got != m.leavers {
+		t.Fatalf("%d of %d leavers disabled after approval", got, m.leavers)
+	}
+	e.converged(m.converge)
+	if err := e.admin(http.MethodGet, "/approvals", &aps); err != nil || len(aps) != 0 {
+		t.Fatalf("approvals after release: %+v %v", aps, err)
+	}
+	r := faultResult{Scenario: fmt.Sprintf("safeguard: %d of %d people leave at once (threshold %d)", m.leavers, m.people, m.threshold),
+		People: m.people, Deliveries: sent.deliveries, Accepted: sent.accepted, Deduplicated: sent.deduplicated, GaveUp: sent.gaveUp,
+		Duration: time.Since(start)}
+	r.Users = len(enabled)
+	_, r.DeadLetters, _ = e.queueBacklog()
+	if t.Failed() {
+		e.dumpLogs()
+	}
+	return r
 }

@@ -43,3 +43,17 @@ func TestFaultShort(t *testing.T) {
 	}
 	writeResults(t, "Fault suite, short form", []faultResult{r})
 }
+
+// TestFaultShortSafeguard is the CI-sized safeguard scenario (the long form
+// with 300 of 1,000 people is in fault_test.go): 30 of 100 people leave at
+// once through webhooks; at most 10 are disabled, the other 20 wait in one
+// approval until the admin API releases them.
+func TestFaultShortSafeguard(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process fault run; skipped with -short")
+	}
+	bins := buildFaultBinaries(t, t.TempDir())
+	r := runMassLeavers(t, bins, massLeavers{people: 100, leavers: 30, threshold: 10,
+		env: faultEnvOptions{natsNodes: 1, receivers: 1, workers: 2}, converge: 4 * time.Minute})
+	writeResults(t, "Fault suite, short form: safeguard", []faultResult{r})
+}
