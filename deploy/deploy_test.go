@@ -440,6 +440,7 @@ func TestAlertsHaveRunbooks(t *testing.T) {
 		"PersonioEntraWebhookUnavailable", "PersonioEntraWebhooksStopped", "PersonioEntraQueueBacklogGrowing",
 		"PersonioEntraDeadLetters", "PersonioEntraReconcileErrors", "PersonioEntraGraphThrottled",
 		"PersonioEntraFullSyncStale", "PersonioEntraGuardTripped", "PersonioEntraApprovalsPending", "PersonioEntraDown",
+		"PersonioEntraSourceCollapsed", "PersonioEntraUnownedAccounts",
 	} {
 		if !seen[a] {
 			t.Errorf("alert %s missing", a)
