@@ -89,6 +89,11 @@ type Config struct {
 	// email in Personio (PERSONIO_WRITE_BACK_EMAIL). The person.updated
 	// webhook this causes reconciles to no change.
 	WriteBackEmail func(ctx context.Context, personID, email string) error
+	// ReplicationWait bounds how long a create that finds its UPN taken by
+	// an account Graph does not show yet waits for that account to become
+	// readable (Graph replicates a new object with a delay), to tell this
+	// person's earlier create from someone else's account (default 30 s).
+	ReplicationWait time.Duration
 }
 
 // Engine reconciles people. It is safe for concurrent use by many workers;
@@ -121,6 +126,9 @@ func New(cfg Config) (*Engine, error) {
 	}
 	if cfg.ManagerRetry <= 0 {
 		cfg.ManagerRetry = 2 * time.Minute
+	}
+	if cfg.ReplicationWait <= 0 {
+		cfg.ReplicationWait = 30 * time.Second
 	}
 	if len(cfg.MatchKeys) == 0 {
 		cfg.MatchKeys = []MatchKey{{Property: "employeeId", Field: "person_id"}}
