@@ -157,6 +157,14 @@ func (e *Engine) applyOne(ctx context.Context, userID string, c Change) error {
 
 // create picks the first free UPN candidate and creates the account. A
 // candidate taken by an account with the same employeeId is our account.
+//
+// A create whose outcome was never learnt (timed out, or the reconcile
+// failed after Graph stored it) is retried while Graph may not show the
+// account yet: the candidate's UPN is taken, but neither the UPN nor the
+// employeeId finds the holder. Moving on to the next candidate then would
+// make a second account, so the holder is waited for through the
+// replication window first (awaitHolder); if it stays invisible the
+// create fails retryably, with no further candidate tried.
 func (e *Engine) create(ctx context.Context, c Change, personID string) (User, error) {
 	if len(c.UPNCandidates) == 0 {
 		return User{}, permanentError{errors.New("create: the rules produced no UPN candidate")}
@@ -187,9 +195,24 @@ func (e *Engine) create(ctx context.Context, c Change, personID string) (User, e
 		props["employeeId"] = personID
 		u, err := e.cfg.Directory.CreateUser(ctx, NewUser{UserPrincipalName: upn, MailNickname: nick, AccountEnabled: c.Enabled, Attributes: props})
 		if errors.Is(err, ErrConflict) {
-			// Taken between the check and the create (or by a proxy
-			// address): was it us? Otherwise try the next candidate.
-			if mine, ferr := e.findByEmployeeID(ctx, personID); ferr == nil && mine != nil {
+			var de *DirectoryError
+			if errors.As(err, &de) && de.Target != "" && !strings.EqualFold(de.Target, "userPrincipalName") {
+				// A proxy address or alias clash, not the UPN: was it us?
+				// Otherwise try the next candidate.
+				if mine, ferr := e.findByEmployeeID(ctx, personID); ferr == nil && mine != nil {
+					return *mine, nil
+				}
+				taken = append(taken, upn)
+				continue
+			}
+			// The UPN is taken although the check above did not see it:
+			// by a create of ours Graph has not replicated yet, or by
+			// someone else. Wait until the holder can be read.
+			mine, werr := e.awaitHolder(ctx, upn, personID)
+			if werr != nil {
+				return User{}, werr
+			}
+			if mine != nil {
 				return *mine, nil
 			}
 			taken = append(taken, upn)
@@ -215,6 +238,50 @@ func (e *Engine) create(ctx context.Context, c Change, personID string) (User, e
 		return u, nil
 	}
 	return User{}, permanentError{fmt.Errorf("create: every UPN candidate is taken (%s); add a candidate template to the rules", strings.Join(taken, ", "))}
+}
+
+// awaitHolder waits, for at most the replication window, until the account
+// holding upn (or any account with the person's employeeId) can be read
+// (Entra is eventually consistent: https://devblogs.microsoft.com/identity/designing-for-eventual-consistency-for-microsoft-entra/).
+// It returns the person's own account, or nil when the UPN belongs to
+// someone else; an error, never permanent, when the holder stays unknown.
+func (e *Engine) awaitHolder(ctx context.Context, upn, personID string) (*User, error) {
+	deadline := time.Now().Add(e.cfg.ReplicationWait)
+	delay := 250 * time.Millisecond
+	for {
+		holders, err := e.cfg.Directory.FindUsers(ctx, "userPrincipalName", upn)
+		if err != nil {
+			return nil, fmt.Errorf("create: look up the holder of %s: %w", upn, err)
+		}
+		for _, h := range holders {
+			if strings.EqualFold(h.EmployeeID, personID) {
+				return &h, nil
+			}
+		}
+		mine, err := e.findByEmployeeID(ctx, personID)
+		if err != nil {
+			return nil, fmt.Errorf("create: look up employeeId %s: %w", personID, err)
+		}
+		if mine != nil {
+			return mine, nil // our account, under this or another candidate
+		}
+		if len(holders) > 0 {
+			return nil, nil // someone else's
+		}
+		if !time.Now().Before(deadline) {
+			return nil, &DirectoryError{Kind: KindTransient, Op: "create user",
+				Message: fmt.Sprintf("%s is taken by an account Graph does not show yet (not replicated within %s); "+
+					"not trying the next candidate, which could make a second account for person %s", upn, e.cfg.ReplicationWait, personID)}
+		}
+		t := time.NewTimer(min(delay, time.Until(deadline)))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("create: wait for the holder of %s: %w", upn, ctx.Err())
+		case <-t.C:
+		}
+		delay = min(delay*2, 4*time.Second)
+	}
 }
 
 func localPart(upn string) string {

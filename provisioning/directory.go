@@ -69,6 +69,7 @@ type User struct {
 	Mail              string `json:"mail,omitempty"`
 	EmployeeID        string `json:"employeeId,omitempty"`
 	AccountEnabled    bool   `json:"accountEnabled"`
+	UserType          string `json:"userType,omitempty"` // UserTypeMember, UserTypeGuest; "" when Graph did not say
 	// ManagerID and ManagerEmployeeID describe the current manager (both
 	// "" when none). FindUsers, GetUser and ListUsers fill them (e.g. with
 	// $expand=manager($select=id,employeeId)) so that the engine can tell
@@ -78,6 +79,13 @@ type User struct {
 	OnPremisesSync    bool              `json:"onPremisesSyncEnabled,omitempty"`
 	Attributes        map[string]string `json:"attributes,omitempty"`
 }
+
+// Graph's userType values: the tenant's own accounts are members, B2B
+// guests are guests (https://learn.microsoft.com/en-us/graph/api/resources/user).
+const (
+	UserTypeMember = "Member"
+	UserTypeGuest  = "Guest"
+)
 
 // NewUser is everything needed to create an account.
 type NewUser struct {

@@ -97,6 +97,11 @@ type Config struct {
 	// against; the zero value means the defaults (10 people or 5 % of the
 	// owned accounts within 1 h).
 	Guard GuardSettings
+	// ReplicationWait bounds how long a create that finds its UPN taken by
+	// an account Graph does not show yet waits for that account to become
+	// readable (Graph replicates a new object with a delay), to tell this
+	// person's earlier create from someone else's account (default 30 s).
+	ReplicationWait time.Duration
 }
 
 // Engine reconciles people. It is safe for concurrent use by many workers;
@@ -132,6 +137,9 @@ func New(cfg Config) (*Engine, error) {
 	}
 	if cfg.ManagerRetry <= 0 {
 		cfg.ManagerRetry = 2 * time.Minute
+	}
+	if cfg.ReplicationWait <= 0 {
+		cfg.ReplicationWait = 30 * time.Second
 	}
 	if len(cfg.MatchKeys) == 0 {
 		cfg.MatchKeys = []MatchKey{{Property: "employeeId", Field: "person_id"}}
@@ -238,12 +246,21 @@ func (e *Engine) reconcile(ctx context.Context, personID, trigger string, planOn
 		return Result{Plan: Plan{PersonID: personID, Phase: d.Phase, Reason: d.Reason, Desired: d}}, nil
 	}
 
-	user, err := e.match(ctx, personID, emp)
+	user, skipped, err := e.match(ctx, personID, emp)
 	if err != nil {
 		return Result{}, err
 	}
+	var skipNotes []string
+	for _, sk := range skipped {
+		skipNotes = append(skipNotes, sk.note)
+		log.Warn("match candidate skipped", "user_id", sk.user.ID, "upn", sk.user.UserPrincipalName, "note", sk.note)
+		if !planOnly {
+			p := Plan{PersonID: personID, Phase: d.Phase, Reason: d.Reason, UserID: sk.user.ID, UPN: sk.user.UserPrincipalName, Desired: d}
+			e.audit(ctx, auditRecord(now, trigger, p, Change{Kind: NoChange}, ResultSkipped, sk.note, nil, e.cfg.DryRun))
+		}
+	}
 	if user != nil && e.isProtected(*user) {
-		p := Plan{PersonID: personID, Phase: d.Phase, Reason: "account is protected", UserID: user.ID, UPN: user.UserPrincipalName, Desired: d}
+		p := Plan{PersonID: personID, Phase: d.Phase, Reason: "account is protected", UserID: user.ID, UPN: user.UserPrincipalName, Desired: d, Notes: skipNotes}
 		e.audit(ctx, auditRecord(now, trigger, p, Change{Kind: NoChange}, ResultSkipped, "protected account", nil, e.cfg.DryRun))
 		return Result{Plan: p}, nil
 	}
@@ -274,6 +291,7 @@ func (e *Engine) reconcile(ctx context.Context, personID, trigger string, planOn
 	groups, groupErrs := e.managedGroups(ctx)
 	opt := PlanOptions{ManagedGroups: groups, ManageManager: e.cfg.ManageManager}
 	plan := ComputePlan(d, actual, opt)
+	plan.Notes = append(plan.Notes, skipNotes...)
 	for _, ge := range groupErrs {
 		plan.Notes = append(plan.Notes, ge.Error())
 	}
@@ -459,7 +477,16 @@ func (e *Engine) schedule(ctx context.Context, log *slog.Logger, p Plan, d rules
 
 // match finds the employee's account: by employeeId first, then the other
 // configured keys. More than one match stops the employee with an error.
-func (e *Engine) match(ctx context.Context, personID string, emp personio.Employee) (*User, error) {
+//
+// Only an account the company owns as an employee account is adopted: an
+// account carrying another (non-empty) employeeId never is, and through
+// userPrincipalName or mail only member accounts that are not synced from
+// on-premises are (userType, https://learn.microsoft.com/en-us/graph/api/resources/user).
+// Such candidates come back as skipped, with the reason for the plan and
+// the audit log; if none is left the person has no account yet.
+func (e *Engine) match(ctx context.Context, personID string, emp personio.Employee) (*User, []skippedMatch, error) {
+	var skipped []skippedMatch
+	noted := map[string]bool{}
 	for _, k := range e.cfg.MatchKeys {
 		var value string
 		switch k.Field {
@@ -468,37 +495,67 @@ func (e *Engine) match(ctx context.Context, personID string, emp personio.Employ
 		case "email":
 			value = emp.Email
 		default:
-			return nil, permanentError{fmt.Errorf("match: unknown employee field %q", k.Field)}
+			return nil, skipped, permanentError{fmt.Errorf("match: unknown employee field %q", k.Field)}
 		}
 		if value == "" {
 			continue
 		}
 		users, err := e.cfg.Directory.FindUsers(ctx, k.Property, value)
 		if err != nil {
-			return nil, fmt.Errorf("match %s by %s: %w", personID, k.Property, err)
+			return nil, skipped, fmt.Errorf("match %s by %s: %w", personID, k.Property, err)
 		}
-		// An account that carries another person's employeeId is never ours.
 		var mine []User
 		for _, u := range users {
-			if u.EmployeeID == "" || u.EmployeeID == personID {
-				mine = append(mine, u)
+			if why := notAdoptable(u, k.Property, personID); why != "" {
+				if !noted[u.ID] {
+					noted[u.ID] = true
+					skipped = append(skipped, skippedMatch{user: u, note: why})
+				}
+				continue
 			}
+			mine = append(mine, u)
 		}
 		switch len(mine) {
 		case 0:
 			continue
 		case 1:
-			return &mine[0], nil
+			return &mine[0], skipped, nil
 		default:
 			ids := make([]string, len(mine))
 			for i, u := range mine {
 				ids[i] = u.UserPrincipalName + " (" + u.ID + ")"
 			}
-			return nil, permanentError{fmt.Errorf("match %s: %d accounts have %s=%q: %s; resolve the duplicate in Entra",
+			return nil, skipped, permanentError{fmt.Errorf("match %s: %d accounts have %s=%q: %s; resolve the duplicate in Entra",
 				personID, len(mine), k.Property, value, strings.Join(ids, ", "))}
 		}
 	}
-	return nil, nil
+	return nil, skipped, nil
+}
+
+// skippedMatch is an account a match key found that is not adopted.
+type skippedMatch struct {
+	user User
+	note string
+}
+
+// notAdoptable says why an account found through the match key property is
+// not the person's employee account ("" when it may be adopted).
+func notAdoptable(u User, property, personID string) string {
+	what := fmt.Sprintf("account %s (%s) matched by %s", u.UserPrincipalName, u.ID, property)
+	switch {
+	case u.EmployeeID != "" && u.EmployeeID != personID:
+		// An account that carries another person's employeeId is never ours.
+		return fmt.Sprintf("skipped %s: it carries employeeId %s, another person's", what, u.EmployeeID)
+	case property == "employeeId":
+		return ""
+	case strings.EqualFold(u.UserType, UserTypeGuest):
+		return fmt.Sprintf("skipped guest %s: guests are never adopted", what)
+	case !strings.EqualFold(u.UserType, UserTypeMember):
+		return fmt.Sprintf("skipped %s: its userType is %q; only member accounts are adopted", what, u.UserType)
+	case u.OnPremisesSync:
+		return fmt.Sprintf("skipped %s: accounts synced from on-premises are never adopted (Active Directory masters them)", what)
+	}
+	return ""
 }
 
 // actual reads the state the planner compares: memberships of managed

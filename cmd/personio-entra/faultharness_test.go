@@ -1218,7 +1218,7 @@ func runMassLeavers(t *testing.T, bins faultBinaries, m massLeavers) faultResult
 	for i, id := range leavers {
 		b, _ := json.Marshal(map[string]any{"company_id": e.sim.CompanyID, "event_name": "employment.updated",
 			"occurred_at": time.Now().UTC().Add(time.Duration(i) * time.Millisecond).Format(time.RFC3339Nano),
-			"payload": map[string]any{"person": map[string]string{"id": id}}, "meta": map[string]any{}})
+			"payload":     map[string]any{"person": map[string]string{"id": id}}, "meta": map[string]any{}})
 		ds[i] = delivery{personID: id, body: b}
 	}
 	sent.merge(e.send(ctx, ds, 200, 16, 8))

@@ -22,7 +22,7 @@ const propLeaveDate = "employeeLeaveDateTime"
 // and employeeLeaveDateTime when the app may read it (reading it without
 // User-LifeCycleInfo.Read.All fails the whole request, graph.md §1.2).
 func (d *Directory) userSelect() []string {
-	sel := []string{"id", "userPrincipalName", "mail", "accountEnabled", "employeeId", "onPremisesSyncEnabled"}
+	sel := []string{"id", "userPrincipalName", "mail", "accountEnabled", "employeeId", "onPremisesSyncEnabled", "userType"}
 	if d.leaveDate {
 		sel = append(sel, propLeaveDate)
 	}
@@ -157,6 +157,7 @@ func toUser(u models.Userable) provisioning.User {
 		UserPrincipalName: deref(u.GetUserPrincipalName()),
 		Mail:              deref(u.GetMail()),
 		EmployeeID:        deref(u.GetEmployeeId()),
+		UserType:          deref(u.GetUserType()),
 		Attributes:        map[string]string{},
 	}
 	if b := u.GetAccountEnabled(); b != nil {

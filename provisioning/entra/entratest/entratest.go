@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	mrand "math/rand/v2"
 	"net"
 	"net/http"
@@ -92,6 +93,10 @@ type Faults struct {
 	DropCreateResponse int
 	// FailCreateAfterCommit commits the next N user creates and answers 504.
 	FailCreateAfterCommit int
+	// FailRequests answers the next N requests of a route (named as in
+	// Counters.ByRoute, e.g. "GET /users/{id}/memberOf") with 500 before
+	// processing them; the SDK does not retry a 500.
+	FailRequests map[string]int
 }
 
 // User is a Graph user as the simulator stores it.
@@ -104,7 +109,10 @@ type User struct {
 	AccountEnabled        bool   `json:"accountEnabled"`
 	EmployeeID            string `json:"employeeId,omitempty"`
 	OnPremisesSyncEnabled bool   `json:"onPremisesSyncEnabled,omitempty"`
-	ManagerID             string `json:"managerId,omitempty"`
+	// UserType is "Member" (the default, as Graph sets it on create) or
+	// "Guest" for a B2B guest.
+	UserType  string `json:"userType,omitempty"`
+	ManagerID string `json:"managerId,omitempty"`
 	// Properties holds every other property as Graph JSON, e.g.
 	// "jobTitle": "Engineer", "employeeOrgData": {"division": "R&D"},
 	// "businessPhones": ["+49 30 1234"].
@@ -262,6 +270,7 @@ func (s *Server) TLSConfig() *tls.Config {
 func (s *Server) SetFaults(f Faults) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	f.FailRequests = maps.Clone(f.FailRequests) // counted down here, not in the caller's map
 	s.faults = f
 }
 
@@ -325,6 +334,10 @@ func (s *Server) AddUser(u User) string {
 	if u.OnPremisesSyncEnabled {
 		o.props["onPremisesSyncEnabled"] = true
 	}
+	if u.UserType == "" {
+		u.UserType = "Member"
+	}
+	o.props["userType"] = u.UserType
 	s.seq++
 	o.seq = s.seq
 	if _, ok := s.users[u.ID]; !ok {
@@ -376,9 +389,10 @@ func (o *userObj) view() User {
 	}
 	u.AccountEnabled, _ = o.props["accountEnabled"].(bool)
 	u.OnPremisesSyncEnabled, _ = o.props["onPremisesSyncEnabled"].(bool)
+	u.UserType, _ = o.props["userType"].(string)
 	for k, v := range o.props {
 		switch k {
-		case "id", "userPrincipalName", "mail", "mailNickname", "displayName", "employeeId", "accountEnabled", "onPremisesSyncEnabled":
+		case "id", "userPrincipalName", "mail", "mailNickname", "displayName", "employeeId", "accountEnabled", "onPremisesSyncEnabled", "userType":
 			continue
 		}
 		if u.Properties == nil {

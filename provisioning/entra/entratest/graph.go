@@ -143,6 +143,11 @@ func (s *Server) serveGraph(w http.ResponseWriter, r *http.Request) {
 		c.graphError(http.StatusUnauthorized, "InvalidAuthenticationToken", "Access token validation failure. Invalid audience.")
 		return
 	}
+	if s.failRequest(name) {
+		s.countError(http.StatusInternalServerError)
+		c.graphError(http.StatusInternalServerError, "UnknownError", "An internal server error occurred (injected).")
+		return
+	}
 	if retry, status := s.admit(write); status != 0 {
 		s.countError(status)
 		w.Header().Set("Retry-After", formatRetryAfter(retry))
@@ -197,6 +202,17 @@ func (s *Server) countError(status int) {
 	} else {
 		s.counters.Errors++
 	}
+}
+
+// failRequest consumes one injected failure of the route, if any is left.
+func (s *Server) failRequest(route string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.faults.FailRequests[route] <= 0 {
+		return false
+	}
+	s.faults.FailRequests[route]--
+	return true
 }
 
 // admit applies fault injection and the write budget (graph.md §5.2:
@@ -314,7 +330,7 @@ type clause struct {
 }
 
 var userFilterable = map[string]bool{"employeeId": true, "userPrincipalName": true, "mail": true, "displayName": true,
-	"accountEnabled": true, "department": true, "jobTitle": true, "id": true, "givenName": true, "surname": true, "mailNickname": true}
+	"accountEnabled": true, "department": true, "jobTitle": true, "id": true, "givenName": true, "surname": true, "mailNickname": true, "userType": true}
 var groupFilterable = map[string]bool{"displayName": true, "mailNickname": true, "id": true, "mail": true, "securityEnabled": true, "mailEnabled": true}
 
 func (c *reqCtx) parseQuery(resource string, filterable map[string]bool) (query, bool) {
@@ -848,6 +864,9 @@ func (s *Server) createUser(c *reqCtx) int {
 		o.props[k] = v
 	}
 	o.props["id"] = id
+	if _, ok := o.props["userType"]; !ok {
+		o.props["userType"] = "Member" // Graph's default for a created user
+	}
 	s.seq++
 	o.seq = s.seq
 	s.users[id] = o
