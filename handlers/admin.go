@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -41,10 +42,14 @@ var adminPersonID = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 func Admin(token string, b AdminBackend, log *slog.Logger) http.Handler {
 	r := chi.NewRouter()
 	r.Use(func(next http.Handler) http.Handler {
-		want := []byte("Bearer " + token)
+		// Compare SHA-256 digests, not the header and the token:
+		// ConstantTimeCompare returns at once on unequal lengths
+		// (https://pkg.go.dev/crypto/subtle#ConstantTimeCompare), which
+		// would leak the token's length; digests always have the same one.
+		want := sha256.Sum256([]byte("Bearer " + token))
 		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-			got := []byte(req.Header.Get("Authorization"))
-			if token == "" || subtle.ConstantTimeCompare(got, want) != 1 {
+			got := sha256.Sum256([]byte(req.Header.Get("Authorization")))
+			if token == "" || subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="personio-entra admin"`)
 				writeAdminError(w, http.StatusUnauthorized, "missing or wrong bearer token: send Authorization: Bearer <ADMIN_TOKEN>")
 				return
