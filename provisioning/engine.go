@@ -27,6 +27,10 @@ import (
 type Source interface {
 	GetEmployee(ctx context.Context, personID string) (personio.Employee, error)
 	ListEmployees(ctx context.Context) ([]personio.Employee, error)
+	// ConfirmDeleted checks a second way that a person GetEmployee did not
+	// find is really gone: true only when that read agrees. false with a
+	// nil error means the person was found after all.
+	ConfirmDeleted(ctx context.Context, personID string) (bool, error)
 }
 
 // Scheduler wakes a person up at an instant (JetStream message schedules).
@@ -191,7 +195,17 @@ func (e *Engine) reconcile(ctx context.Context, personID, trigger string, planOn
 	var d rules.Desired
 	switch {
 	case errors.Is(err, personio.ErrNotFound):
-		// Deleted in Personio: treat as a leaver now (reference/personio.md §7).
+		// A 404 alone is no proof of deletion (a wrong id mapping, a
+		// permission change or an API fault answer the same): only when a
+		// second read agrees is the person a leaver now. Otherwise the
+		// account is left alone and the work is retried.
+		gone, cerr := e.cfg.Source.ConfirmDeleted(ctx, personID)
+		if cerr != nil {
+			return Result{}, fmt.Errorf("reconcile %s: Personio answered 404 for the employee, but the deletion could not be confirmed (%w); the account is left alone and the work retried", personID, cerr)
+		}
+		if !gone {
+			return Result{}, fmt.Errorf("reconcile %s: Personio answered 404 for the employee, but the confirming read still finds the person; not treating them as deleted, the account is left alone and the work retried", personID)
+		}
 		d = e.deletedPerson(personID)
 	case err != nil:
 		return Result{}, fmt.Errorf("reconcile %s: read employee: %w", personID, err)
