@@ -133,7 +133,10 @@ func New(cfg Config) (*Engine, error) {
 	for _, p := range cfg.Protected {
 		e.protected[strings.ToLower(strings.TrimSpace(p))] = true
 	}
-	e.members = newMemberBatcher(cfg.Directory)
+	// Group writes and reads go through the cache guard, so that a managed
+	// group deleted in Entra is resolved again (groupcache.go).
+	e.cfg.Directory = groupCacheDirectory{Directory: cfg.Directory, e: e}
+	e.members = newMemberBatcher(e.cfg.Directory)
 	return e, nil
 }
 
