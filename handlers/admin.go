@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -33,6 +34,10 @@ type AdminBackend interface {
 // ErrNotFound lets a backend say "no such thing" (404).
 var ErrNotFound = errors.New("not found")
 
+// adminDeadlineSlack is added to a route's timeout for the connection
+// deadlines, so that the error of a timed-out request still gets written.
+const adminDeadlineSlack = 10 * time.Second
+
 var adminPersonID = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 // Admin returns the admin API router, mounted under /admin. Every request
@@ -41,10 +46,14 @@ var adminPersonID = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 func Admin(token string, b AdminBackend, log *slog.Logger) http.Handler {
 	r := chi.NewRouter()
 	r.Use(func(next http.Handler) http.Handler {
-		want := []byte("Bearer " + token)
+		// Compare SHA-256 digests, not the header and the token:
+		// ConstantTimeCompare returns at once on unequal lengths
+		// (https://pkg.go.dev/crypto/subtle#ConstantTimeCompare), which
+		// would leak the token's length; digests always have the same one.
+		want := sha256.Sum256([]byte("Bearer " + token))
 		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-			got := []byte(req.Header.Get("Authorization"))
-			if token == "" || subtle.ConstantTimeCompare(got, want) != 1 {
+			got := sha256.Sum256([]byte(req.Header.Get("Authorization")))
+			if token == "" || subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="personio-entra admin"`)
 				writeAdminError(w, http.StatusUnauthorized, "missing or wrong bearer token: send Authorization: Bearer <ADMIN_TOKEN>")
 				return
@@ -54,6 +63,20 @@ func Admin(token string, b AdminBackend, log *slog.Logger) http.Handler {
 	})
 	withTimeout := func(d time.Duration, h func(w http.ResponseWriter, r *http.Request, ctx context.Context)) http.HandlerFunc {
 		return func(w http.ResponseWriter, req *http.Request) {
+			// The admin API shares the webhook listener, whose read and
+			// write timeouts (seconds) suit webhooks; a plan of everyone or
+			// a full sync takes longer. Extend this connection's deadlines
+			// to the route's own budget, or the answer would be cut off
+			// (and ReadTimeout would cancel the request's context).
+			// https://pkg.go.dev/net/http#ResponseController.SetWriteDeadline
+			rc := http.NewResponseController(w)
+			deadline := time.Now().Add(d + adminDeadlineSlack)
+			if err := rc.SetReadDeadline(deadline); err != nil && !errors.Is(err, http.ErrNotSupported) {
+				log.Warn("admin request: extending the read deadline failed", "err", err)
+			}
+			if err := rc.SetWriteDeadline(deadline); err != nil && !errors.Is(err, http.ErrNotSupported) {
+				log.Warn("admin request: extending the write deadline failed", "err", err)
+			}
 			ctx, cancel := context.WithTimeout(req.Context(), d)
 			defer cancel()
 			h(w, req, ctx)

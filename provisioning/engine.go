@@ -27,6 +27,10 @@ import (
 type Source interface {
 	GetEmployee(ctx context.Context, personID string) (personio.Employee, error)
 	ListEmployees(ctx context.Context) ([]personio.Employee, error)
+	// ConfirmDeleted checks a second way that a person GetEmployee did not
+	// find is really gone: true only when that read agrees. false with a
+	// nil error means the person was found after all.
+	ConfirmDeleted(ctx context.Context, personID string) (bool, error)
 }
 
 // Scheduler wakes a person up at an instant (JetStream message schedules).
@@ -148,7 +152,10 @@ func New(cfg Config) (*Engine, error) {
 	for _, p := range cfg.Protected {
 		e.protected[strings.ToLower(strings.TrimSpace(p))] = true
 	}
-	e.members = newMemberBatcher(cfg.Directory)
+	// Group writes and reads go through the cache guard, so that a managed
+	// group deleted in Entra is resolved again (groupcache.go).
+	e.cfg.Directory = groupCacheDirectory{Directory: cfg.Directory, e: e}
+	e.members = newMemberBatcher(e.cfg.Directory)
 	if cfg.State == nil {
 		cfg.State = NewMemKV()
 		e.cfg.State = cfg.State
@@ -223,8 +230,18 @@ func (e *Engine) reconcile(ctx context.Context, personID, trigger string, planOn
 	deleted := false
 	switch {
 	case errors.Is(err, personio.ErrNotFound):
+		// A 404 alone is no proof of deletion (a wrong id mapping, a
+		// permission change or an API fault answer the same): only when a
+		// second read agrees is the person a leaver now. Otherwise the
+		// account is left alone and the work is retried.
+		gone, cerr := e.cfg.Source.ConfirmDeleted(ctx, personID)
+		if cerr != nil {
+			return Result{}, fmt.Errorf("reconcile %s: Personio answered 404 for the employee, but the deletion could not be confirmed (%w); the account is left alone and the work retried", personID, cerr)
+		}
+		if !gone {
+			return Result{}, fmt.Errorf("reconcile %s: Personio answered 404 for the employee, but the confirming read still finds the person; not treating them as deleted, the account is left alone and the work retried", personID)
+		}
 		deleted = true
-		// Deleted in Personio: treat as a leaver now (reference/personio.md §7).
 		d = e.deletedPerson(personID)
 	case err != nil:
 		return Result{}, fmt.Errorf("reconcile %s: read employee: %w", personID, err)

@@ -106,6 +106,35 @@ type pendingSchedule struct {
 type syncState struct {
 	LastSync     time.Time `json:"last_sync"`
 	LastComplete time.Time `json:"last_complete"`
+	// LastCompleteAttempt is when the last complete sync started, and
+	// CompleteFailures how many complete syncs in a row failed since the
+	// last one that succeeded: a failing complete sync is retried with
+	// backoff while incremental syncs go on in between.
+	LastCompleteAttempt time.Time `json:"last_complete_attempt,omitzero"`
+	CompleteFailures    int       `json:"complete_failures,omitempty"`
+}
+
+// completeRetryBase is the first wait before a failed complete sync is
+// tried again; each further failure doubles it, up to CompleteEvery.
+const completeRetryBase = 15 * time.Minute
+
+// completeDue reports whether the sync starting at now must be a complete
+// one: never synced, no incremental read possible, or the last complete
+// sync older than every. After a failed complete sync the next attempt
+// waits min(every, 15 min · 2^(failures-1)) from that attempt, and the runs
+// in between are incremental.
+func (st syncState) completeDue(now time.Time, every time.Duration) bool {
+	if st.LastSync.IsZero() || (st.LastComplete.IsZero() && st.CompleteFailures == 0) {
+		return true
+	}
+	if st.CompleteFailures > 0 {
+		wait := every
+		if st.CompleteFailures <= 20 {
+			wait = min(every, completeRetryBase<<(st.CompleteFailures-1))
+		}
+		return !now.Before(st.LastCompleteAttempt.Add(wait))
+	}
+	return now.Sub(st.LastComplete) >= every
 }
 
 const (
@@ -132,12 +161,13 @@ func (s *Syncer) Run(ctx context.Context, complete, withPlans bool) (SyncReport,
 
 	st, _ := s.loadState(ctx)
 	inc, canInc := e.cfg.Source.(IncrementalSource)
-	if !complete && canInc && !st.LastComplete.IsZero() && started.Sub(st.LastComplete) < s.cfg.CompleteEvery && !st.LastSync.IsZero() {
+	if !complete && canInc && !st.completeDue(started, s.cfg.CompleteEvery) {
 		rep.Kind = "incremental"
 		err = s.incremental(ctx, inc, st.LastSync.Add(-5*time.Minute), &rep)
 	} else {
 		rep.Kind = "complete"
 		err = s.complete(ctx, &rep, withPlans)
+		st.LastCompleteAttempt = started
 	}
 	d := e.cfg.Now().Sub(started)
 	rep.Duration = d.Round(time.Millisecond).String()
@@ -150,6 +180,14 @@ func (s *Syncer) Run(ctx context.Context, complete, withPlans bool) (SyncReport,
 	}
 	fullSyncRuns.WithLabelValues(rep.Kind, outcome).Inc()
 	if err != nil {
+		if rep.Kind == "complete" && ctx.Err() == nil {
+			// Record the failed attempt: the next runs are incremental
+			// until the backoff allows the complete sync again.
+			st.CompleteFailures++
+			if serr := s.saveState(ctx, st); serr != nil {
+				e.log.Error("save sync state", "err", serr)
+			}
+		}
 		return rep, err
 	}
 	fullSyncDuration.Observe(d.Seconds())
@@ -157,6 +195,7 @@ func (s *Syncer) Run(ctx context.Context, complete, withPlans bool) (SyncReport,
 	st.LastSync = started
 	if rep.Kind == "complete" {
 		st.LastComplete = started
+		st.CompleteFailures = 0
 	}
 	if err := s.saveState(ctx, st); err != nil {
 		e.log.Error("save sync state", "err", err)

@@ -100,6 +100,7 @@ func (s oneEmployee) GetEmployee(context.Context, string) (personio.Employee, er
 func (s oneEmployee) ListEmployees(context.Context) ([]personio.Employee, error) {
 	return []personio.Employee{s.emp}, nil
 }
+func (s oneEmployee) ConfirmDeleted(context.Context, string) (bool, error) { return false, nil }
 
 // activeRules wants an enabled account with two UPN candidates.
 type activeRules struct{}

@@ -286,6 +286,14 @@ func (s *memSource) GetEmployee(_ context.Context, id string) (personio.Employee
 	return e, nil
 }
 
+// ConfirmDeleted is the second read: absent from the map means deleted.
+func (s *memSource) ConfirmDeleted(_ context.Context, id string) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.people[id]
+	return !ok, nil
+}
+
 func (s *memSource) ListEmployees(context.Context) ([]personio.Employee, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -259,12 +259,21 @@ func (q *Queue) process(workCtx context.Context, log *slog.Logger, msg jetstream
 			reason = DeadLetterPermanent
 		}
 		if err := q.deadLetter(opCtx, msg, md, reason, herr); err != nil {
-			// Never drop work: keep it in the stream and try again.
-			log.Error("workers: moving work to the dead-letter stream failed; retrying later",
+			// Never drop work. A Nak would spend one of the consumer's
+			// deliveries, and after the last one the server never hands
+			// the message out again: the work would be gone. Keep the
+			// message instead (in progress) and retry the dead-letter
+			// publish with backoff until it goes through.
+			log.Error("workers: moving work to the dead-letter stream failed; holding it and retrying",
 				slog.Any("error", err), slog.Any("work_error", herr))
-			_ = msg.NakWithDelay(q.backoff(attempt))
-			workDuration.WithLabelValues(outcomeRetry).Observe(time.Since(start).Seconds())
-			return
+			if !q.holdForDeadLetter(workCtx, log, msg, md, reason, herr) {
+				// Shutdown: give it back for the next worker.
+				if err := msg.Nak(); err != nil {
+					log.Warn("workers: giving back work that waits for the dead letters failed", slog.Any("error", err))
+				}
+				workDuration.WithLabelValues(outcomeRetry).Observe(time.Since(start).Seconds())
+				return
+			}
 		}
 		if err := msg.TermWithReason(reason); err != nil {
 			log.Warn("workers: terminating dead-lettered work failed", slog.Any("error", err))
@@ -284,6 +293,43 @@ func (q *Queue) process(workCtx context.Context, log *slog.Logger, msg jetstream
 		}
 		workDuration.WithLabelValues(outcomeRetry).Observe(time.Since(start).Seconds())
 		log.Warn("work failed, will retry", slog.Duration("retry_in", delay), slog.Any("error", herr))
+	}
+}
+
+// holdForDeadLetter keeps a message that could not be dead-lettered: it
+// tells the server the work is in progress every AckWait/3 (so the message
+// is neither redelivered nor given up) and retries the dead-letter publish
+// after min(RetryBase·2^(n-1), RetryMax). It returns true once the dead
+// letter is stored, false when ctx ends first.
+func (q *Queue) holdForDeadLetter(ctx context.Context, log *slog.Logger, msg jetstream.Msg, md *jetstream.MsgMetadata, reason string, cause error) bool {
+	heartbeat := time.NewTicker(q.cfg.AckWait / 3)
+	defer heartbeat.Stop()
+	for n := 1; ; n++ {
+		retry := time.NewTimer(q.backoff(n))
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				retry.Stop()
+				return false
+			case <-heartbeat.C:
+				if err := msg.InProgress(); err != nil {
+					log.Warn("workers: in-progress heartbeat for held work failed", slog.Any("error", err))
+				}
+			case <-retry.C:
+				break wait
+			}
+		}
+		opCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), q.cfg.OpTimeout)
+		err := q.deadLetter(opCtx, msg, md, reason, cause)
+		cancel()
+		if err == nil {
+			log.Warn("workers: held work reached the dead-letter stream", slog.Int("tries", n+1))
+			return true
+		}
+		if n%10 == 0 {
+			log.Error("workers: dead-letter stream still refuses the work; holding it", slog.Int("tries", n+1), slog.Any("error", err))
+		}
 	}
 }
 

@@ -90,6 +90,15 @@ func serveMetrics(ctx context.Context, addr string, q *queue.Queue, logger *slog
 	return serveHTTP(ctx, "metrics", addr, handlers.OpsRouter(ready, logger), logger)
 }
 
+// listenerTimeouts bound every request on the listeners (webhooks,
+// metrics): Personio waits 3 s for a webhook answer, so a webhook never
+// needs more. The admin routes mounted on the webhook listener extend
+// their own deadlines per request (handlers.Admin). A variable so that
+// tests can shorten them.
+var listenerTimeouts = struct{ readHeader, read, write, idle time.Duration }{
+	readHeader: 5 * time.Second, read: 15 * time.Second, write: 15 * time.Second, idle: 60 * time.Second,
+}
+
 // serveHTTP runs an HTTP server on addr until ctx ends, then stops accepting
 // connections and lets requests in flight finish (up to 10 s).
 func serveHTTP(ctx context.Context, name, addr string, h http.Handler, logger *slog.Logger) error {
@@ -99,10 +108,10 @@ func serveHTTP(ctx context.Context, name, addr string, h http.Handler, logger *s
 	}
 	srv := &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       15 * time.Second,
-		WriteTimeout:      15 * time.Second,
-		IdleTimeout:       60 * time.Second,
+		ReadHeaderTimeout: listenerTimeouts.readHeader,
+		ReadTimeout:       listenerTimeouts.read,
+		WriteTimeout:      listenerTimeouts.write,
+		IdleTimeout:       listenerTimeouts.idle,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	errc := make(chan error, 1)

@@ -20,6 +20,7 @@ func (s staticSource) GetEmployee(context.Context, string) (personio.Employee, e
 func (s staticSource) ListEmployees(context.Context) ([]personio.Employee, error) {
 	return []personio.Employee{s.emp}, nil
 }
+func (s staticSource) ConfirmDeleted(context.Context, string) (bool, error) { return false, nil }
 
 // joinerRules wants an enabled account with two UPN candidates.
 type joinerRules struct{}

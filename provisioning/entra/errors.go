@@ -120,11 +120,22 @@ func classify(op string, err error) *provisioning.DirectoryError {
 	var ne net.Error
 	switch {
 	case errors.As(err, &afe):
-		// Wrong secret, unknown client, no consent: the token request failed.
-		out.Kind = provisioning.KindForbidden
 		out.Code = "AuthenticationFailed"
-		if afe.RawResponse != nil && afe.RawResponse.StatusCode >= 500 {
+		switch {
+		case afe.RawResponse == nil:
+			// No HTTP answer from the token endpoint (connection refused or
+			// reset, DNS, timeout): azidentity reports it as an
+			// AuthenticationFailedError without RawResponse, but it says
+			// nothing about the credential. Try again later.
+			// https://pkg.go.dev/github.com/Azure/azure-sdk-for-go/sdk/azidentity#AuthenticationFailedError
 			out.Kind = provisioning.KindTransient
+		case afe.RawResponse.StatusCode >= 500 || afe.RawResponse.StatusCode == http.StatusTooManyRequests ||
+			afe.RawResponse.StatusCode == http.StatusRequestTimeout:
+			out.Kind = provisioning.KindTransient
+		default:
+			// Wrong secret, unknown client, no consent: the identity
+			// platform answered and refused the credential.
+			out.Kind = provisioning.KindForbidden
 		}
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne):
 		out.Kind = provisioning.KindTransient

@@ -178,3 +178,29 @@ func (c *Client) Check(ctx context.Context) error {
 	}
 	return nil
 }
+
+// ConfirmDeleted asks Personio a second way whether a person is gone, after
+// v1 GET /company/employees/{id} answered 404: v2 GET /v2/persons/{id}
+// (https://developer.personio.de/reference/get_v2-persons-id) must answer
+// 404 too. true means both APIs agree the person does not exist; false with
+// a nil error means the v2 read found them (the v1 404 was wrong); any other
+// failure is returned and confirms nothing.
+func (c *Client) ConfirmDeleted(ctx context.Context, personID string) (bool, error) {
+	if personID == "" || strings.ContainsAny(personID, "/?#") {
+		return false, fmt.Errorf("personio: confirm deletion: invalid person id %q", personID)
+	}
+	var p v2Person
+	err := c.do(ctx, request{op: "v2_get_person", method: http.MethodGet,
+		path: "/v2/persons/" + url.PathEscape(personID), api: apiV2, idempotent: true}, &p)
+	if err != nil {
+		var ae *APIError
+		if errors.As(err, &ae) && ae.Status == http.StatusNotFound {
+			return true, nil
+		}
+		return false, fmt.Errorf("personio: confirm deletion of %s (v2 person read): %w", personID, err)
+	}
+	if p.ID != "" && p.ID != personID {
+		return false, fmt.Errorf("personio: confirm deletion of %s: v2 answered with person %q", personID, p.ID)
+	}
+	return false, nil
+}

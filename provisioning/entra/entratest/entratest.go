@@ -77,7 +77,8 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// Faults inject failures into Graph requests (never into the token endpoint).
+// Faults inject failures into Graph requests (never into the token
+// endpoint; SetTokenOutage takes that one down).
 type Faults struct {
 	// ThrottleRate answers this share of Graph requests 429 with RetryAfter.
 	ThrottleRate float64
@@ -184,9 +185,11 @@ type Server struct {
 	tokens    map[[32]byte]time.Time
 	seq       uint64
 	faults    Faults
-	writes    []time.Time // timestamps of writes inside the window
-	counters  Counters
-	rng       *mrand.Rand
+	// tokenOutage closes token requests without an answer (SetTokenOutage).
+	tokenOutage bool
+	writes      []time.Time // timestamps of writes inside the window
+	counters    Counters
+	rng         *mrand.Rand
 }
 
 // New starts a simulator on 127.0.0.1 with a random port.
@@ -377,6 +380,22 @@ func (s *Server) AddGroup(g Group) string {
 	}
 	s.groups[g.ID] = o
 	return g.ID
+}
+
+// DeleteGroup removes a group as an administrator deleting it in Entra
+// would: its id answers 404 from then on. It reports whether it existed.
+func (s *Server) DeleteGroup(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.groups[id]; !ok {
+		return false
+	}
+	delete(s.groups, id)
+	s.order = slices.DeleteFunc(s.order, func(g string) bool { return g == id })
+	for _, g := range s.groups {
+		g.members = slices.DeleteFunc(g.members, func(m string) bool { return m == id })
+	}
+	return true
 }
 
 func (o *userObj) view() User {

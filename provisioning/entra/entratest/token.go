@@ -51,10 +51,30 @@ func (s *Server) aadError(w http.ResponseWriter, status int, code string, aadsts
 
 // serveToken implements the client credentials grant with a client secret
 // or a certificate-signed client assertion.
+// SetTokenOutage makes the token endpoint unreachable while on: every
+// token request's connection is closed without an answer, as a network
+// failure between the service and the identity platform looks to a
+// client. Graph routes keep working for tokens issued before.
+func (s *Server) SetTokenOutage(on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tokenOutage = on
+}
+
 func (s *Server) serveToken(w http.ResponseWriter, r *http.Request, tenant string) {
 	s.mu.Lock()
 	s.counters.Tokens++
+	outage := s.tokenOutage
 	s.mu.Unlock()
+	if outage {
+		if hj, ok := w.(http.Hijacker); ok {
+			if conn, _, err := hj.Hijack(); err == nil {
+				conn.Close()
+				return
+			}
+		}
+		panic(http.ErrAbortHandler) // closes the connection without an answer
+	}
 	if r.Method != http.MethodPost {
 		s.aadError(w, http.StatusMethodNotAllowed, "invalid_request", 900561, "The endpoint only accepts POST requests.")
 		return

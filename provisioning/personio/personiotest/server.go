@@ -100,6 +100,7 @@ type Server struct {
 	deliveries  []Delivery
 	rateLimited int
 	pagingFault bool
+	v1Missing   map[string]bool // persons v1 GET /company/employees/{id} answers 404 for
 	closed      bool
 
 	deliverWG sync.WaitGroup
@@ -188,6 +189,18 @@ func (s *Server) SetPagingFault(on bool) {
 	s.mu.Lock()
 	s.pagingFault = on
 	s.mu.Unlock()
+}
+
+// SetV1EmployeeNotFound makes v1 GET /company/employees/{id} answer 404
+// for these persons although they exist: every other read (the v1 list,
+// v2 /persons and /persons/{id}) still serves them. No ids clears the fault.
+func (s *Server) SetV1EmployeeNotFound(ids ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.v1Missing = map[string]bool{}
+	for _, id := range ids {
+		s.v1Missing[id] = true
+	}
 }
 
 // SetCompany replaces the whole company without firing webhooks. Persons

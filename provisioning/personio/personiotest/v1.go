@@ -82,7 +82,7 @@ func (s *Server) handleV1Get(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p, ok := s.persons[r.PathValue("id")]
-	if !ok {
+	if !ok || s.v1Missing[r.PathValue("id")] {
 		s.fail(w, r, http.StatusNotFound, "", "The employee was not found.")
 		return
 	}
