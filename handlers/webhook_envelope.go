@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/personio-entra/personio-entra/provisioning/model"
 	"io"
 	"strings"
 	"time"
@@ -272,13 +273,6 @@ var ignoredEvents = map[string]bool{
 	"document.created": true, "document.updated": true, "document.signed": true, "document.deleted": true,
 }
 
-var personEvents = map[string]bool{"person.created": true, "person.updated": true, "person.deleted": true}
-
-var employmentEvents = map[string]bool{
-	"employment.created": true, "employment.updated": true, "employment.deleted": true,
-	"employment.started": true, "employment.terminated": true, "employment.updated.cost-centers": true,
-}
-
 func eventKind(name string) kind {
 	switch {
 	case name == "ping":
@@ -286,9 +280,9 @@ func eventKind(name string) kind {
 	// Any person.* or employment.* event is work: the worker re-reads
 	// Personio anyway, so a sub-event added later (like
 	// employment.updated.cost-centers) is handled instead of lost.
-	case personEvents[name] || strings.HasPrefix(name, "person."):
+	case model.IsPersonEvent(name) || strings.HasPrefix(name, "person."):
 		return kindPerson
-	case employmentEvents[name] || strings.HasPrefix(name, "employment."):
+	case model.IsEmploymentEvent(name) || strings.HasPrefix(name, "employment."):
 		return kindEmployment
 	case ignoredEvents[name]:
 		return kindIgnored

@@ -4,18 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/personio-entra/personio-entra/provisioning/model"
 	"log/slog"
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/personio-entra/personio-entra/provisioning/personio"
 )
 
 // apply carries out the plan's changes in order, auditing each. After a
 // create it plans again against the new account so that manager and groups
 // are set in the same run (groups on day one).
-func (e *Engine) apply(ctx context.Context, log *slog.Logger, now time.Time, trigger string, res *Result, emp personio.Employee, actual Actual, opt PlanOptions) error {
+func (e *Engine) apply(ctx context.Context, log *slog.Logger, now time.Time, trigger string, res *Result, emp model.Employee, actual Actual, opt PlanOptions) error {
 	plan := &res.Plan
 	if len(plan.Changes) == 0 {
 		return nil
@@ -63,7 +62,7 @@ func (e *Engine) apply(ctx context.Context, log *slog.Logger, now time.Time, tri
 // writeBackEmail stores the new account's UPN in Personio when configured.
 // A failure is audited but does not fail the reconcile: the account exists
 // and the write-back is a convenience.
-func (e *Engine) writeBackEmail(ctx context.Context, log *slog.Logger, now time.Time, trigger string, res *Result, emp personio.Employee, u User) {
+func (e *Engine) writeBackEmail(ctx context.Context, log *slog.Logger, now time.Time, trigger string, res *Result, emp model.Employee, u User) {
 	if e.cfg.WriteBackEmail == nil || strings.EqualFold(emp.Email, u.UserPrincipalName) {
 		return
 	}

@@ -13,20 +13,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/personio-entra/personio-entra/provisioning/model"
 	"log/slog"
 	"regexp"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/personio-entra/personio-entra/provisioning/personio"
 	"github.com/personio-entra/personio-entra/rules"
 )
 
 // Source is what the engine needs from Personio.
 type Source interface {
-	GetEmployee(ctx context.Context, personID string) (personio.Employee, error)
-	ListEmployees(ctx context.Context) ([]personio.Employee, error)
+	GetEmployee(ctx context.Context, personID string) (model.Employee, error)
+	ListEmployees(ctx context.Context) ([]model.Employee, error)
 	// ConfirmDeleted checks a second way that a person GetEmployee did not
 	// find is really gone: true only when that read agrees. false with a
 	// nil error means the person was found after all.
@@ -219,7 +219,7 @@ func (e *Engine) PlanFor(ctx context.Context, personID string) (Plan, error) {
 }
 
 func (e *Engine) reconcile(ctx context.Context, personID, trigger string, planOnly bool) (Result, error) {
-	if !validPersonID(personID) {
+	if !model.ValidPersonID(personID) {
 		return Result{}, permanentError{fmt.Errorf("reconcile: invalid person id %q", personID)}
 	}
 	now := e.cfg.Now()
@@ -229,7 +229,7 @@ func (e *Engine) reconcile(ctx context.Context, personID, trigger string, planOn
 	var d rules.Desired
 	deleted := false
 	switch {
-	case errors.Is(err, personio.ErrNotFound):
+	case errors.Is(err, model.ErrPersonNotFound):
 		// A 404 alone is no proof of deletion (a wrong id mapping, a
 		// permission change or an API fault answer the same): only when a
 		// second read agrees is the person a leaver now. Otherwise the
@@ -400,7 +400,7 @@ func (e *Engine) adopt(ctx context.Context, now time.Time, trigger string, d rul
 // the start date of an ACTIVE employee into the future, an enabled account
 // keeps its access, groups and manager (the desired state of the employee
 // as of their start date), and the plan carries a warning.
-func (e *Engine) keepAccess(emp personio.Employee, d rules.Desired, u User) rules.Desired {
+func (e *Engine) keepAccess(emp model.Employee, d rules.Desired, u User) rules.Desired {
 	if !u.AccountEnabled || !strings.EqualFold(emp.Status, "active") || emp.StartDate.IsZero() ||
 		(d.Phase != rules.PhasePreHire && d.Phase != rules.PhaseNotYet) {
 		return d
@@ -442,7 +442,7 @@ func (e *Engine) checkRehire(u *User, d rules.Desired, now time.Time) error {
 }
 
 // desired evaluates the rules and adds what the engine's own settings manage.
-func (e *Engine) desired(emp personio.Employee, now time.Time) (rules.Desired, error) {
+func (e *Engine) desired(emp model.Employee, now time.Time) (rules.Desired, error) {
 	d, err := e.cfg.Rules.Evaluate(emp, now)
 	if err != nil {
 		return d, fmt.Errorf("evaluate rules: %w", err)
@@ -501,7 +501,7 @@ func (e *Engine) schedule(ctx context.Context, log *slog.Logger, p Plan, d rules
 // on-premises are (userType, https://learn.microsoft.com/en-us/graph/api/resources/user).
 // Such candidates come back as skipped, with the reason for the plan and
 // the audit log; if none is left the person has no account yet.
-func (e *Engine) match(ctx context.Context, personID string, emp personio.Employee) (*User, []skippedMatch, error) {
+func (e *Engine) match(ctx context.Context, personID string, emp model.Employee) (*User, []skippedMatch, error) {
 	var skipped []skippedMatch
 	noted := map[string]bool{}
 	for _, k := range e.cfg.MatchKeys {
@@ -678,7 +678,3 @@ func (e *Engine) ResolveGroups(ctx context.Context) ([]GroupRef, error) {
 func (e *Engine) isProtected(u User) bool {
 	return e.protected[strings.ToLower(u.UserPrincipalName)] || e.protected[strings.ToLower(u.ID)]
 }
-
-var personIDRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
-
-func validPersonID(id string) bool { return personIDRE.MatchString(id) }

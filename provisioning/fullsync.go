@@ -5,11 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/personio-entra/personio-entra/provisioning/model"
 	"slices"
 	"strings"
 	"time"
 
-	"github.com/personio-entra/personio-entra/provisioning/personio"
 	"github.com/personio-entra/personio-entra/rules"
 )
 
@@ -35,7 +35,7 @@ type Enqueuer interface {
 // IncrementalSource is implemented by Personio clients that can list only
 // the people changed since an instant.
 type IncrementalSource interface {
-	ListEmployeesUpdatedSince(ctx context.Context, since time.Time) ([]personio.Employee, error)
+	ListEmployeesUpdatedSince(ctx context.Context, since time.Time) ([]model.Employee, error)
 }
 
 // SyncConfig configures the full sync.
@@ -281,7 +281,7 @@ func (e *Engine) Drift(ctx context.Context, rep *SyncReport) ([]Plan, error) {
 
 	var drift []Plan
 	seen := map[string]bool{}
-	planOne := func(d rules.Desired, emp *personio.Employee) {
+	planOne := func(d rules.Desired, emp *model.Employee) {
 		var a Actual
 		if us := byEmp[d.PersonID]; len(us) == 1 {
 			u := us[0]

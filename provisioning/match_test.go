@@ -4,13 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/personio-entra/personio-entra/provisioning/model"
 	"log/slog"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/personio-entra/personio-entra/provisioning/personio"
 	"github.com/personio-entra/personio-entra/rules"
 )
 
@@ -92,20 +92,20 @@ func (d *replDir) withEmployeeID(id string) []User {
 	return out
 }
 
-type oneEmployee struct{ emp personio.Employee }
+type oneEmployee struct{ emp model.Employee }
 
-func (s oneEmployee) GetEmployee(context.Context, string) (personio.Employee, error) {
+func (s oneEmployee) GetEmployee(context.Context, string) (model.Employee, error) {
 	return s.emp, nil
 }
-func (s oneEmployee) ListEmployees(context.Context) ([]personio.Employee, error) {
-	return []personio.Employee{s.emp}, nil
+func (s oneEmployee) ListEmployees(context.Context) ([]model.Employee, error) {
+	return []model.Employee{s.emp}, nil
 }
 func (s oneEmployee) ConfirmDeleted(context.Context, string) (bool, error) { return false, nil }
 
 // activeRules wants an enabled account with two UPN candidates.
 type activeRules struct{}
 
-func (activeRules) Evaluate(e personio.Employee, _ time.Time) (rules.Desired, error) {
+func (activeRules) Evaluate(e model.Employee, _ time.Time) (rules.Desired, error) {
 	return rules.Desired{PersonID: e.PersonID, Phase: rules.PhaseActive, Reason: "active", Exists: true, AccountEnabled: true,
 		Attributes:    map[string]rules.Value{"displayName": {Value: e.FirstName + " " + e.LastName, Policy: rules.Always}},
 		UPNCandidates: []string{"jane.doe@example.com", "j.doe@example.com"}, MailNickname: "janedoe"}, nil
@@ -127,7 +127,7 @@ func (a *auditLog) AppendAudit(_ context.Context, _ string, b []byte) error {
 	return nil
 }
 
-var janeDoe = personio.Employee{PersonID: "4711", FirstName: "Jane", LastName: "Doe", Email: "jane@example.com", Status: "ACTIVE"}
+var janeDoe = model.Employee{PersonID: "4711", FirstName: "Jane", LastName: "Doe", Email: "jane@example.com", Status: "ACTIVE"}
 
 func newMatchEngine(t *testing.T, dir *replDir, audit AuditSink) *Engine {
 	t.Helper()

@@ -3,12 +3,11 @@ package provisioning
 import (
 	"context"
 	"fmt"
+	"github.com/personio-entra/personio-entra/provisioning/model"
 	"maps"
 	"slices"
 	"sync"
 	"time"
-
-	"github.com/personio-entra/personio-entra/provisioning/personio"
 )
 
 // memDirectory is an in-memory Directory for engine unit tests: no
@@ -253,18 +252,18 @@ func (d *memDirectory) RemoveGroupMember(_ context.Context, groupID, userID stri
 // memSource is an in-memory Personio: people by id, 404 for the rest.
 type memSource struct {
 	mu     sync.Mutex
-	people map[string]personio.Employee
+	people map[string]model.Employee
 }
 
-func newMemSource(emps ...personio.Employee) *memSource {
-	s := &memSource{people: map[string]personio.Employee{}}
+func newMemSource(emps ...model.Employee) *memSource {
+	s := &memSource{people: map[string]model.Employee{}}
 	for _, e := range emps {
 		s.people[e.PersonID] = e
 	}
 	return s
 }
 
-func (s *memSource) set(e personio.Employee) {
+func (s *memSource) set(e model.Employee) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.people[e.PersonID] = e
@@ -276,12 +275,12 @@ func (s *memSource) remove(id string) {
 	delete(s.people, id)
 }
 
-func (s *memSource) GetEmployee(_ context.Context, id string) (personio.Employee, error) {
+func (s *memSource) GetEmployee(_ context.Context, id string) (model.Employee, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e, ok := s.people[id]
 	if !ok {
-		return personio.Employee{}, fmt.Errorf("get %s: %w", id, personio.ErrNotFound)
+		return model.Employee{}, fmt.Errorf("get %s: %w", id, model.ErrPersonNotFound)
 	}
 	return e, nil
 }
@@ -294,10 +293,10 @@ func (s *memSource) ConfirmDeleted(_ context.Context, id string) (bool, error) {
 	return !ok, nil
 }
 
-func (s *memSource) ListEmployees(context.Context) ([]personio.Employee, error) {
+func (s *memSource) ListEmployees(context.Context) ([]model.Employee, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return slices.SortedFunc(maps.Values(s.people), func(a, b personio.Employee) int { return compare(a.PersonID, b.PersonID) }), nil
+	return slices.SortedFunc(maps.Values(s.people), func(a, b model.Employee) int { return compare(a.PersonID, b.PersonID) }), nil
 }
 
 // memQueue records what the engine and the syncer enqueue and schedule.

@@ -2,6 +2,7 @@ package provisioning
 
 import (
 	"context"
+	"github.com/personio-entra/personio-entra/provisioning/model"
 	"io"
 	"log/slog"
 	"slices"
@@ -9,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/personio-entra/personio-entra/provisioning/personio"
 	"github.com/personio-entra/personio-entra/rules"
 )
 
@@ -70,17 +70,17 @@ func (env *safetyEnv) engine(t *testing.T, r *rules.Rules, guard GuardSettings) 
 	return eng
 }
 
-func employee(id, first, last string, mut ...func(*personio.Employee)) personio.Employee {
-	e := personio.Employee{PersonID: id, FirstName: first, LastName: last, Status: "ACTIVE", Position: "Analyst",
-		Department: personio.Ref{ID: "1", Name: "Finance"}, StartDate: personio.Date{Year: 2024, Month: 1, Day: 1}}
+func employee(id, first, last string, mut ...func(*model.Employee)) model.Employee {
+	e := model.Employee{PersonID: id, FirstName: first, LastName: last, Status: "ACTIVE", Position: "Analyst",
+		Department: model.Ref{ID: "1", Name: "Finance"}, StartDate: model.Date{Year: 2024, Month: 1, Day: 1}}
 	for _, m := range mut {
 		m(&e)
 	}
 	return e
 }
 
-func leftYesterday(e *personio.Employee) {
-	e.LastWorkingDay = personio.DateOf(safetyNow.AddDate(0, 0, -1))
+func leftYesterday(e *model.Employee) {
+	e.LastWorkingDay = model.DateOf(safetyNow.AddDate(0, 0, -1))
 }
 
 // converge creates everyone's account through the engine (so they are owned).
@@ -180,8 +180,8 @@ func TestSafeguardBudgetHoldsBeyondThresholdForWebhooks(t *testing.T) {
 	for _, id := range ids[:4] {
 		env.src.set(employee(id, "P"+id, "Person", leftYesterday))
 	}
-	env.src.set(employee("5", "P5", "Person", func(e *personio.Employee) {
-		e.Position, e.Department = "Seller", personio.Ref{ID: "2", Name: "Sales"}
+	env.src.set(employee("5", "P5", "Person", func(e *model.Employee) {
+		e.Position, e.Department = "Seller", model.Ref{ID: "2", Name: "Sales"}
 	}))
 	held := 0
 	for _, id := range ids {
@@ -291,8 +291,8 @@ func TestActiveEmployeeKeepsAccessWhenStartDateMovesForward(t *testing.T) {
 		t.Fatal("setup: not in Finance")
 	}
 	for _, days := range []int{3, 30} { // pre-hire window and beyond it
-		env.src.set(employee("1", "Ann", "Active", func(e *personio.Employee) {
-			e.StartDate = personio.DateOf(safetyNow.AddDate(0, 0, days))
+		env.src.set(employee("1", "Ann", "Active", func(e *model.Employee) {
+			e.StartDate = model.DateOf(safetyNow.AddDate(0, 0, days))
 		}))
 		res, err := env.eng.Reconcile(ctx, "1", "person.updated")
 		if err != nil {
@@ -309,8 +309,8 @@ func TestActiveEmployeeKeepsAccessWhenStartDateMovesForward(t *testing.T) {
 		}
 	}
 	// A starter who is not ACTIVE yet is still pre-hire: disabled until day one.
-	env.src.set(employee("2", "Otto", "Onboarding", func(e *personio.Employee) {
-		e.Status, e.StartDate = "ONBOARDING", personio.DateOf(safetyNow.AddDate(0, 0, 3))
+	env.src.set(employee("2", "Otto", "Onboarding", func(e *model.Employee) {
+		e.Status, e.StartDate = "ONBOARDING", model.DateOf(safetyNow.AddDate(0, 0, 3))
 	}))
 	acc2 := env.converge(t, "2")
 	if env.dir.user(acc2["2"]).AccountEnabled {
@@ -321,8 +321,8 @@ func TestActiveEmployeeKeepsAccessWhenStartDateMovesForward(t *testing.T) {
 func TestCompleteSyncBooksMissingSchedules(t *testing.T) {
 	ctx := context.Background()
 	env := newSafetyEnv(t, GuardSettings{MaxCount: 100})
-	env.src.set(employee("1", "Lea", "Leaving", func(e *personio.Employee) {
-		e.LastWorkingDay = personio.DateOf(safetyNow.AddDate(0, 0, 10))
+	env.src.set(employee("1", "Lea", "Leaving", func(e *model.Employee) {
+		e.LastWorkingDay = model.DateOf(safetyNow.AddDate(0, 0, 10))
 	}))
 	env.converge(t, "1")
 	env.q.CancelSchedule(ctx, "1") // the schedule was lost
@@ -334,7 +334,7 @@ func TestCompleteSyncBooksMissingSchedules(t *testing.T) {
 	if rep.Drifting != 0 {
 		t.Fatalf("setup: person drifts: %+v", rep)
 	}
-	want := personio.DateOf(safetyNow.AddDate(0, 0, 10)).End(mustLoc(t, "Europe/Berlin"))
+	want := model.DateOf(safetyNow.AddDate(0, 0, 10)).End(mustLoc(t, "Europe/Berlin"))
 	if got := env.q.schedules["1"]; !got.Equal(want) || rep.Scheduled != 1 {
 		t.Fatalf("schedule = %v (scheduled %d), want %v", got, rep.Scheduled, want)
 	}

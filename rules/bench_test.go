@@ -2,17 +2,16 @@ package rules
 
 import (
 	"fmt"
+	"github.com/personio-entra/personio-entra/provisioning/model"
 	"testing"
 	"time"
-
-	"github.com/personio-entra/personio-entra/provisioning/personio"
 )
 
 // tenThousand spreads the sample company over 10,000 people with distinct
 // ids and names, so that every phase and mapping path is exercised.
-func tenThousand(b *testing.B) []personio.Employee {
+func tenThousand(b *testing.B) []model.Employee {
 	sample, _ := loadSample(b)
-	out := make([]personio.Employee, 10_000)
+	out := make([]model.Employee, 10_000)
 	for i := range out {
 		e := sample[i%len(sample)]
 		e.PersonID = fmt.Sprint(100_000 + i)

@@ -1,21 +1,13 @@
 package rules
 
 import (
+	"github.com/personio-entra/personio-entra/provisioning/model"
 	"time"
-
-	"github.com/personio-entra/personio-entra/provisioning/personio"
 )
 
-// Properties lists every Entra user property the rules may map, by its Graph
-// name. Nested properties use a slash. Anything else in a rules file is an
-// error.
-var Properties = []string{
-	"displayName", "givenName", "surname", "jobTitle", "department",
-	"companyName", "officeLocation", "employeeId", "employeeType",
-	"employeeHireDate", "employeeOrgData/division", "employeeOrgData/costCenter",
-	"usageLocation", "preferredLanguage", "businessPhones", "mobilePhone",
-	"streetAddress", "city", "postalCode", "state", "country",
-}
+// Properties lists every Entra user property the rules may map
+// (model.UserProperties).
+var Properties = model.UserProperties
 
 // Policy says when a mapped property is written.
 type Policy string
@@ -88,5 +80,5 @@ type Desired struct {
 
 // Evaluator is the contract the engine relies on.
 type Evaluator interface {
-	Evaluate(e personio.Employee, now time.Time) (Desired, error)
+	Evaluate(e model.Employee, now time.Time) (Desired, error)
 }

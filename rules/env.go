@@ -2,6 +2,7 @@ package rules
 
 import (
 	"fmt"
+	"github.com/personio-entra/personio-entra/provisioning/model"
 	"reflect"
 	"strings"
 	"time"
@@ -13,7 +14,6 @@ import (
 	"cel.dev/cel-go/common/types/ref"
 	"cel.dev/cel-go/ext"
 
-	"github.com/personio-entra/personio-entra/provisioning/personio"
 	"github.com/personio-entra/personio-entra/rules/internal/hr"
 )
 
@@ -70,7 +70,7 @@ func newEnv(loc *time.Location) (*cel.Env, error) {
 			cel.Overload("date_string", []*cel.Type{cel.StringType}, cel.TimestampType,
 				cel.UnaryBinding(func(v ref.Val) ref.Val {
 					s := string(v.(types.String))
-					d, err := personio.ParseDate(s)
+					d, err := model.ParseDate(s)
 					if err != nil {
 						return types.NewErr("date(%q): want YYYY-MM-DD", s)
 					}

@@ -2,6 +2,7 @@ package rules
 
 import (
 	"fmt"
+	"github.com/personio-entra/personio-entra/provisioning/model"
 	"strings"
 	"time"
 	"unicode/utf16"
@@ -9,7 +10,6 @@ import (
 	"cel.dev/cel-go/common/types"
 	"cel.dev/cel-go/interpreter"
 
-	"github.com/personio-entra/personio-entra/provisioning/personio"
 	"github.com/personio-entra/personio-entra/rules/internal/hr"
 )
 
@@ -78,7 +78,7 @@ func (x *expr) evalBool(a *activation) (bool, error) {
 // unsafe to act on (scope, manager or a group condition cannot be decided);
 // an attribute that cannot be computed or is invalid for Graph is left out
 // of Attributes (so it is not touched) and explained in Warnings.
-func (r *Rules) Evaluate(e personio.Employee, now time.Time) (Desired, error) {
+func (r *Rules) Evaluate(e model.Employee, now time.Time) (Desired, error) {
 	if e.PersonID == "" {
 		return Desired{}, fmt.Errorf("rules: evaluate: employee has no person id")
 	}
@@ -170,7 +170,7 @@ func (r *Rules) Evaluate(e personio.Employee, now time.Time) (Desired, error) {
 // phase sets Phase, Reason, Exists, AccountEnabled, leaver actions,
 // LeaveDate and NextTransition from the status, the dates and now, all in
 // the company time zone. Access ends at the END of the last working day.
-func (r *Rules) phase(d *Desired, e personio.Employee, now time.Time) {
+func (r *Rules) phase(d *Desired, e model.Employee, now time.Time) {
 	loc, lc := r.loc, r.lifecycle
 	now = now.In(loc)
 
@@ -293,7 +293,7 @@ func (r *Rules) normalise(prop, v string) (out string, keep bool, warn string) {
 		return u, true, ""
 	case "employeeHireDate":
 		if len(v) == len(time.DateOnly) {
-			if d, err := personio.ParseDate(v); err == nil {
+			if d, err := model.ParseDate(v); err == nil {
 				return d.Start(r.loc).UTC().Format(time.RFC3339), true, ""
 			}
 		}
@@ -360,7 +360,7 @@ func truncateUTF16(s string, n int) string {
 
 // upnCandidates builds the ordered, de-duplicated, valid user principal
 // names for the employee.
-func (r *Rules) upnCandidates(a *activation, e personio.Employee, warnings *[]string) []string {
+func (r *Rules) upnCandidates(a *activation, e model.Employee, warnings *[]string) []string {
 	parts := nameParts{
 		first: namePart(e.FirstName, r.translit),
 		last:  namePart(e.LastName, r.translit),

@@ -1,12 +1,11 @@
 package rules
 
 import (
+	"github.com/personio-entra/personio-entra/provisioning/model"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/personio-entra/personio-entra/provisioning/personio"
 )
 
 // The checks below restate graph.md §1.3 independently of names.go, so that
@@ -63,7 +62,7 @@ func FuzzUPN(f *testing.F) {
 		if id == "" {
 			id = "1"
 		}
-		e := personio.Employee{PersonID: id, FirstName: first, LastName: last, PreferredName: preferred, Status: "ACTIVE"}
+		e := model.Employee{PersonID: id, FirstName: first, LastName: last, PreferredName: preferred, Status: "ACTIVE"}
 		for _, r := range rs {
 			d, err := r.Evaluate(e, now)
 			if err != nil {

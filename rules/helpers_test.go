@@ -2,20 +2,19 @@ package rules
 
 import (
 	"fmt"
+	"github.com/personio-entra/personio-entra/provisioning/model"
 	"testing"
 	"time"
-
-	"github.com/personio-entra/personio-entra/provisioning/personio"
 )
 
 // TestHelpers runs each helper through a real rules file (as the
 // jobTitle expression) so that type checking and evaluation are both
 // exercised.
 func TestHelpers(t *testing.T) {
-	e := personio.Employee{PersonID: "9", FirstName: "  Zoë ", LastName: "Groß-Öztürk", Status: "ACTIVE",
-		StartDate: personio.Date{Year: 2026, Month: 3, Day: 28}, LastWorkingDay: personio.Date{Year: 2026, Month: 10, Day: 25},
-		CostCenters: []personio.CostCenter{{ID: "cc1", Weight: 60}, {ID: "cc2", Weight: 40}},
-		Attributes:  map[string]personio.Attribute{"dynamic_9001": {ID: "dynamic_9001", Label: "Work phone", Value: "+49 30 1"}}}
+	e := model.Employee{PersonID: "9", FirstName: "  Zoë ", LastName: "Groß-Öztürk", Status: "ACTIVE",
+		StartDate: model.Date{Year: 2026, Month: 3, Day: 28}, LastWorkingDay: model.Date{Year: 2026, Month: 10, Day: 25},
+		CostCenters: []model.CostCenter{{ID: "cc1", Weight: 60}, {ID: "cc2", Weight: 40}},
+		Attributes:  map[string]model.Attribute{"dynamic_9001": {ID: "dynamic_9001", Label: "Work phone", Value: "+49 30 1"}}}
 	// 2026-03-29 01:30 Berlin (CET), half an hour before the switch to CEST.
 	now := time.Date(2026, 3, 29, 0, 30, 0, 0, time.UTC)
 	tests := []struct{ expr, want string }{
@@ -75,7 +74,7 @@ groups:
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := personio.Employee{PersonID: "5", FirstName: "Ida", Status: "ACTIVE"}
+	e := model.Employee{PersonID: "5", FirstName: "Ida", Status: "ACTIVE"}
 	_, err = r.Evaluate(e, time.Now())
 	if err == nil {
 		t.Fatal("group condition on a missing date must fail the evaluation")
@@ -84,7 +83,7 @@ groups:
 	if got := err.Error(); len(got) < len(want) || got[:len(want)] != want {
 		t.Errorf("error %q, want prefix %q", got, want)
 	}
-	e.StartDate = personio.Date{Year: 2010, Month: 1, Day: 4}
+	e.StartDate = model.Date{Year: 2010, Month: 1, Day: 4}
 	d, err := r.Evaluate(e, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	if err != nil {
 		t.Fatal(err)
@@ -92,7 +91,7 @@ groups:
 	if d.Attributes["employeeHireDate"].Value != "2010-01-03T23:00:00Z" || len(d.Groups) != 1 {
 		t.Errorf("hire date %q groups %q", d.Attributes["employeeHireDate"].Value, d.Groups)
 	}
-	e.StartDate = personio.Date{}
+	e.StartDate = model.Date{}
 	r2, err := LoadBytes("rt2.yaml", []byte(`time_zone: UTC
 domain: example.com
 upn: {candidates: ["{first}"]}
@@ -126,7 +125,7 @@ func TestAccessors(t *testing.T) {
 		!lc.Leaver.Disable || !lc.Leaver.RevokeSessions || !lc.Leaver.RemoveMemberships || lc.LeaveOfAbsence.Disable {
 		t.Errorf("lifecycle %+v", lc)
 	}
-	e := personio.Employee{PersonID: "77", Email: " a@example.com "}
+	e := model.Employee{PersonID: "77", Email: " a@example.com "}
 	for _, k := range r.MatchKeys() {
 		want := map[string]string{"person_id": "77", "email": "a@example.com"}[k.Field]
 		if got := k.Value(e); got != want {

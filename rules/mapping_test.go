@@ -1,12 +1,11 @@
 package rules
 
 import (
+	"github.com/personio-entra/personio-entra/provisioning/model"
 	"slices"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/personio-entra/personio-entra/provisioning/personio"
 )
 
 const mappingRules = `
@@ -42,22 +41,22 @@ func TestMapping(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
-	phones := func(work, mobile, lang string) map[string]personio.Attribute {
-		return map[string]personio.Attribute{
+	phones := func(work, mobile, lang string) map[string]model.Attribute {
+		return map[string]model.Attribute{
 			"dynamic_9001": {ID: "dynamic_9001", Label: "Work phone", Value: work},
 			"dynamic_9002": {ID: "dynamic_9002", Label: "Mobile phone", Value: mobile},
 			"dynamic_9003": {ID: "dynamic_9003", Label: "Preferred language", Value: lang},
 		}
 	}
-	base := func(first, last string) personio.Employee {
-		return personio.Employee{PersonID: "1026", FirstName: first, LastName: last, Status: "ACTIVE",
-			Position: "Senior Software Engineer", Department: personio.Ref{ID: "d3", Name: "Engineering"},
-			Office: personio.Ref{Name: "Munich"}, StartDate: personio.Date{Year: 2020, Month: 7, Day: 19},
+	base := func(first, last string) model.Employee {
+		return model.Employee{PersonID: "1026", FirstName: first, LastName: last, Status: "ACTIVE",
+			Position: "Senior Software Engineer", Department: model.Ref{ID: "d3", Name: "Engineering"},
+			Office: model.Ref{Name: "Munich"}, StartDate: model.Date{Year: 2020, Month: 7, Day: 19},
 			Attributes: phones("+49 89 1234567", "+49 151 2345678", "de-DE")}
 	}
 	tests := []struct {
 		name      string
-		edit      func(e *personio.Employee)
+		edit      func(e *model.Employee)
 		attrs     map[string]string // expected values ("-" = absent)
 		upns      []string          // expected leading candidates
 		nick      string
@@ -66,20 +65,20 @@ func TestMapping(t *testing.T) {
 	}{
 		{
 			name:  "german umlauts and sharp s",
-			edit:  func(e *personio.Employee) { *e = base("Jürgen", "Weiß") },
+			edit:  func(e *model.Employee) { *e = base("Jürgen", "Weiß") },
 			attrs: map[string]string{"displayName": "Jürgen Weiß", "surname": "Weiß", "businessPhones": "+49 89 1234567", "mobilePhone": "+49 151 2345678", "preferredLanguage": "de-DE", "usageLocation": "DE", "city": "München", "employeeHireDate": "2020-07-18T22:00:00Z", "companyName": ""},
 			upns:  []string{"juergen.weiss@example.com", "j.weiss@example.com", "juergen.weiss2@example.com"},
 			nick:  "juergenweiss",
 		},
 		{
 			name: "apostrophe and space in the surname",
-			edit: func(e *personio.Employee) { *e = base("Björn", "O'Connor") },
+			edit: func(e *model.Employee) { *e = base("Björn", "O'Connor") },
 			upns: []string{"bjoern.oconnor@example.com", "b.oconnor@example.com"},
 			nick: "bjoernoconnor",
 		},
 		{
 			name: "double-barrelled with particles",
-			edit: func(e *personio.Employee) {
+			edit: func(e *model.Employee) {
 				*e = base("Máire-Siobhán", "Ní Bhriain-Fitzgerald-Hohenzollern")
 				e.Gender = "FEMALE"
 			},
@@ -90,7 +89,7 @@ func TestMapping(t *testing.T) {
 		},
 		{
 			name: "very long name keeps the counter",
-			edit: func(e *personio.Employee) {
+			edit: func(e *model.Employee) {
 				*e = base("Hubert Blaine", "Wolfeschlegelsteinhausenbergerdorff-Welchevoralternwarengewissenhaft")
 			},
 			upns: []string{
@@ -102,21 +101,21 @@ func TestMapping(t *testing.T) {
 		},
 		{
 			name: "Polish, Nordic and Turkish letters",
-			edit: func(e *personio.Employee) { *e = base("Małgorzata", "Østergaard-Yılmaz") },
+			edit: func(e *model.Employee) { *e = base("Małgorzata", "Østergaard-Yılmaz") },
 			upns: []string{"malgorzata.ostergaard-yilmaz@example.com"},
 		},
 		{
 			name:  "preferred name wins in display name and first candidate",
-			edit:  func(e *personio.Employee) { *e = base("Katharina", "Vogel"); e.PreferredName = "Kathi" },
+			edit:  func(e *model.Employee) { *e = base("Katharina", "Vogel"); e.PreferredName = "Kathi" },
 			attrs: map[string]string{"displayName": "Kathi Vogel", "givenName": "Katharina"},
 			upns:  []string{"kathi.vogel@example.com", "k.vogel@example.com", "katharina.vogel2@example.com"},
 		},
 		{
 			name: "missing optional fields: empty values clear, usageLocation is left alone",
-			edit: func(e *personio.Employee) {
+			edit: func(e *model.Employee) {
 				*e = base("Ole", "Smith")
-				e.Office, e.Position, e.Attributes, e.StartDate = personio.Ref{}, "", nil, personio.Date{}
-				e.Department = personio.Ref{ID: "d1", Name: "Finance"}
+				e.Office, e.Position, e.Attributes, e.StartDate = model.Ref{}, "", nil, model.Date{}
+				e.Department = model.Ref{ID: "d1", Name: "Finance"}
 			},
 			attrs:  map[string]string{"jobTitle": "", "businessPhones": "", "mobilePhone": "", "city": "", "preferredLanguage": "", "usageLocation": "-", "employeeHireDate": ""},
 			upns:   []string{"ole.smith@example.com", "o.smith@example.com"},
@@ -124,7 +123,7 @@ func TestMapping(t *testing.T) {
 		},
 		{
 			name: "values are trimmed and cut to Graph's limits",
-			edit: func(e *personio.Employee) {
+			edit: func(e *model.Employee) {
 				*e = base("Ana", "Ruiz")
 				e.Position = "  " + strings.Repeat("Ü", 130) + "  "
 			},
@@ -133,7 +132,7 @@ func TestMapping(t *testing.T) {
 		},
 		{
 			name: "an over-long employee id is not truncated",
-			edit: func(e *personio.Employee) {
+			edit: func(e *model.Employee) {
 				*e = base("Ana", "Ruiz")
 				e.PersonID = "12345678901234567"
 			},
@@ -142,17 +141,17 @@ func TestMapping(t *testing.T) {
 		},
 		{
 			name: "invalid custom attribute values are dropped with a warning",
-			edit: func(e *personio.Employee) {
+			edit: func(e *model.Employee) {
 				*e = base("Ana", "Ruiz")
 				e.Attributes = phones("+34 600 000 000", "", "Spanish please")
-				e.Office = personio.Ref{Name: "London"}
+				e.Office = model.Ref{Name: "London"}
 			},
 			attrs:     map[string]string{"preferredLanguage": "-", "usageLocation": "GB", "businessPhones": "+34 600 000 000"},
 			warnMatch: "is not a language tag",
 		},
 		{
 			name:      "a name with no Latin letters yields no candidates, with a warning",
-			edit:      func(e *personio.Employee) { *e = base("王", "伟") },
+			edit:      func(e *model.Employee) { *e = base("王", "伟") },
 			attrs:     map[string]string{"displayName": "王 伟"},
 			upns:      []string{},
 			warnMatch: "no valid user principal name",
@@ -160,7 +159,7 @@ func TestMapping(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var e personio.Employee
+			var e model.Employee
 			tt.edit(&e)
 			d, err := r.Evaluate(e, now)
 			if err != nil {
@@ -223,7 +222,7 @@ attributes:
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := r.Evaluate(personio.Employee{PersonID: "7", FirstName: "Anna", LastName: "Lee", Status: "ACTIVE"}, time.Now())
+	d, err := r.Evaluate(model.Employee{PersonID: "7", FirstName: "Anna", LastName: "Lee", Status: "ACTIVE"}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

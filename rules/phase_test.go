@@ -1,11 +1,10 @@
 package rules
 
 import (
+	"github.com/personio-entra/personio-entra/provisioning/model"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/personio-entra/personio-entra/provisioning/personio"
 )
 
 const phaseRules = `
@@ -58,17 +57,17 @@ func TestPhases(t *testing.T) {
 		}
 		return tm
 	}
-	day := func(s string) personio.Date {
-		d, err := personio.ParseDate(s)
+	day := func(s string) model.Date {
+		d, err := model.ParseDate(s)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return d
 	}
-	starter := personio.Employee{PersonID: "1", FirstName: "Ana", LastName: "Ruiz", Status: "ONBOARDING", StartDate: day("2026-03-29")}
-	leaver := personio.Employee{PersonID: "2", FirstName: "Ben", LastName: "Ott", Status: "ACTIVE", StartDate: day("2020-01-01"),
+	starter := model.Employee{PersonID: "1", FirstName: "Ana", LastName: "Ruiz", Status: "ONBOARDING", StartDate: day("2026-03-29")}
+	leaver := model.Employee{PersonID: "2", FirstName: "Ben", LastName: "Ott", Status: "ACTIVE", StartDate: day("2020-01-01"),
 		LastWorkingDay: day("2026-10-25"), TerminationDate: day("2026-10-31")}
-	with := func(e personio.Employee, f func(*personio.Employee)) personio.Employee { f(&e); return e }
+	with := func(e model.Employee, f func(*model.Employee)) model.Employee { f(&e); return e }
 
 	startAt := time.Date(2026, 3, 29, 0, 0, 0, 0, berlin)  // = 2026-03-28T23:00:00Z
 	createAt := time.Date(2026, 3, 15, 0, 0, 0, 0, berlin) // = 2026-03-14T23:00:00Z
@@ -77,7 +76,7 @@ func TestPhases(t *testing.T) {
 	tests := []struct {
 		name          string
 		rules         *Rules
-		e             personio.Employee
+		e             model.Employee
 		now           time.Time
 		phase         Phase
 		exists        bool
@@ -98,11 +97,11 @@ func TestPhases(t *testing.T) {
 			phase: PhaseActive, exists: true, enabled: true, groups: 1},
 		{name: "pre-hire enabled at create when enable_on_start_date is off", rules: phaseRulesWith(t, "false", "true", "0"),
 			e: starter, now: at("2026-03-20T12:00:00Z"), phase: PhasePreHire, exists: true, enabled: true, next: startAt, groups: 1},
-		{name: "status ACTIVE but start date ahead: dates win", e: with(starter, func(e *personio.Employee) { e.Status = "ACTIVE" }),
+		{name: "status ACTIVE but start date ahead: dates win", e: with(starter, func(e *model.Employee) { e.Status = "ACTIVE" }),
 			now: at("2026-03-20T12:00:00Z"), phase: PhasePreHire, exists: true, next: startAt, groups: 1},
 		{name: "ONBOARDING after the start date (Personio lags): active", e: starter, now: at("2026-04-02T09:00:00Z"),
 			phase: PhaseActive, exists: true, enabled: true, groups: 1},
-		{name: "ONBOARDING without a start date waits", e: with(starter, func(e *personio.Employee) { e.StartDate = personio.Date{} }),
+		{name: "ONBOARDING without a start date waits", e: with(starter, func(e *model.Employee) { e.StartDate = model.Date{} }),
 			now: at("2026-03-20T12:00:00Z"), phase: PhaseNotYet, groups: -1, reasonContain: "without a start date"},
 		{name: "during the 25-hour last working day", e: leaver, now: at("2026-10-25T22:59:59Z"),
 			phase: PhaseActive, exists: true, enabled: true, next: leaveAt, groups: 1, leaveDate: leaveAt},
@@ -111,20 +110,20 @@ func TestPhases(t *testing.T) {
 		{name: "leaver keeps memberships when remove_memberships is off", rules: phaseRulesWith(t, "true", "false", "0"),
 			e: leaver, now: at("2026-11-01T00:00:00Z"), phase: PhaseLeaver, exists: true, revoke: true, groups: 1, leaveDate: leaveAt},
 		{name: "termination date alone ends access at its end",
-			e:   with(leaver, func(e *personio.Employee) { e.LastWorkingDay = personio.Date{} }),
+			e:   with(leaver, func(e *model.Employee) { e.LastWorkingDay = model.Date{} }),
 			now: at("2026-10-31T22:59:59Z"), phase: PhaseActive, exists: true, enabled: true, groups: 1,
 			next: time.Date(2026, 11, 1, 0, 0, 0, 0, berlin), leaveDate: time.Date(2026, 11, 1, 0, 0, 0, 0, berlin)},
 		{name: "INACTIVE without any date is a leaver now",
-			e: with(leaver, func(e *personio.Employee) {
-				e.Status, e.LastWorkingDay, e.TerminationDate = "INACTIVE", personio.Date{}, personio.Date{}
+			e: with(leaver, func(e *model.Employee) {
+				e.Status, e.LastWorkingDay, e.TerminationDate = "INACTIVE", model.Date{}, model.Date{}
 			}),
 			now: at("2026-06-01T12:00:00Z"), phase: PhaseLeaver, exists: true, revoke: true, groups: 0, reasonContain: "INACTIVE"},
 		{name: "INACTIVE keeps access to the end of a later last working day",
-			e:   with(leaver, func(e *personio.Employee) { e.Status = "INACTIVE" }),
+			e:   with(leaver, func(e *model.Employee) { e.Status = "INACTIVE" }),
 			now: at("2026-10-25T12:00:00Z"), phase: PhaseActive, exists: true, enabled: true, next: leaveAt, groups: 1, leaveDate: leaveAt},
 		{name: "status LEAVE disables when leave_of_absence.disable is on",
-			e: with(leaver, func(e *personio.Employee) {
-				e.Status, e.LastWorkingDay, e.TerminationDate = "LEAVE", personio.Date{}, personio.Date{}
+			e: with(leaver, func(e *model.Employee) {
+				e.Status, e.LastWorkingDay, e.TerminationDate = "LEAVE", model.Date{}, model.Date{}
 			}),
 			now: at("2026-06-01T12:00:00Z"), phase: PhaseActive, exists: true, enabled: false, groups: 1, reasonContain: "leave of absence"},
 		{name: "deletion due 30 days after the last working day", rules: phaseRulesWith(t, "true", "true", "30"),
@@ -133,7 +132,7 @@ func TestPhases(t *testing.T) {
 		{name: "deleted once the retention has passed", rules: phaseRulesWith(t, "true", "true", "30"),
 			e: leaver, now: at("2026-11-24T23:00:00Z"), phase: PhaseDeleted, groups: -1, leaveDate: leaveAt},
 		{name: "out of scope is never touched",
-			e:   with(leaver, func(e *personio.Employee) { e.LegalEntity.Name = "Contractors Ltd" }),
+			e:   with(leaver, func(e *model.Employee) { e.LegalEntity.Name = "Contractors Ltd" }),
 			now: at("2026-11-01T00:00:00Z"), phase: PhaseOutOfScope, groups: -1},
 	}
 	def := phaseRulesWith(t, "true", "true", "0")
@@ -177,9 +176,9 @@ func TestPhases(t *testing.T) {
 // one, walking a starter and leaver through their whole life.
 func TestNextTransitionIsWhenTheAnswerChanges(t *testing.T) {
 	r := phaseRulesWith(t, "true", "true", "30")
-	d0, _ := personio.ParseDate("2026-03-29")
-	d1, _ := personio.ParseDate("2026-10-25")
-	e := personio.Employee{PersonID: "3", FirstName: "Cy", LastName: "Do", Status: "ONBOARDING", StartDate: d0, LastWorkingDay: d1}
+	d0, _ := model.ParseDate("2026-03-29")
+	d1, _ := model.ParseDate("2026-10-25")
+	e := model.Employee{PersonID: "3", FirstName: "Cy", LastName: "Do", Status: "ONBOARDING", StartDate: d0, LastWorkingDay: d1}
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	var seen []Phase
 	for range 10 {

@@ -1,12 +1,11 @@
 package rules
 
 import (
+	"github.com/personio-entra/personio-entra/provisioning/model"
 	"os"
 	"regexp"
 	"testing"
 	"time"
-
-	"github.com/personio-entra/personio-entra/provisioning/personio"
 )
 
 // The rules example in the top-level README must load and evaluate.
@@ -24,9 +23,9 @@ func TestREADMEExampleLoads(t *testing.T) {
 		if err != nil {
 			t.Fatalf("README yaml block %d: %v", i+1, err)
 		}
-		d, err := r.Evaluate(personio.Employee{PersonID: "7", FirstName: "Jürgen", LastName: "Groß", Status: "ACTIVE",
-			Gender: "FEMALE", Department: personio.Ref{Name: "Finance"}, LegalEntity: personio.Ref{Name: "Example GmbH"},
-			StartDate: personio.Date{Year: 2024, Month: 1, Day: 1}}, time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC))
+		d, err := r.Evaluate(model.Employee{PersonID: "7", FirstName: "Jürgen", LastName: "Groß", Status: "ACTIVE",
+			Gender: "FEMALE", Department: model.Ref{Name: "Finance"}, LegalEntity: model.Ref{Name: "Example GmbH"},
+			StartDate: model.Date{Year: 2024, Month: 1, Day: 1}}, time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC))
 		if err != nil {
 			t.Fatalf("README yaml block %d: evaluate: %v", i+1, err)
 		}

@@ -7,12 +7,11 @@ package rules
 import (
 	"context"
 	"fmt"
+	"github.com/personio-entra/personio-entra/provisioning/model"
 	"strings"
 	"time"
 
 	"cel.dev/cel-go/cel"
-
-	"github.com/personio-entra/personio-entra/provisioning/personio"
 )
 
 // Rules is a loaded, checked rules file. It is immutable and safe for
@@ -107,7 +106,7 @@ type MatchKey struct {
 
 // Value is the employee's value for the key ("" when the field is empty:
 // skip the key).
-func (k MatchKey) Value(e personio.Employee) string {
+func (k MatchKey) Value(e model.Employee) string {
 	switch k.Field {
 	case "person_id":
 		return e.PersonID

@@ -2,13 +2,12 @@ package rules
 
 import (
 	"encoding/json"
+	"github.com/personio-entra/personio-entra/provisioning/model"
 	"os"
 	"slices"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/personio-entra/personio-entra/provisioning/personio"
 )
 
 // sampleCompany is testdata/sample-company.json (a copy of the product's
@@ -26,13 +25,13 @@ type sampleCompany struct {
 		ID, Name string
 	} `json:"legal_entities"`
 	Persons []struct {
-		ID            string               `json:"id"`
-		FirstName     string               `json:"first_name"`
-		LastName      string               `json:"last_name"`
-		PreferredName string               `json:"preferred_name"`
-		Email         string               `json:"email"`
-		Gender        string               `json:"gender"`
-		Custom        []personio.Attribute `json:"custom_attributes"`
+		ID            string            `json:"id"`
+		FirstName     string            `json:"first_name"`
+		LastName      string            `json:"last_name"`
+		PreferredName string            `json:"preferred_name"`
+		Email         string            `json:"email"`
+		Gender        string            `json:"gender"`
+		Custom        []model.Attribute `json:"custom_attributes"`
 		Employments   []struct {
 			ID       string `json:"id"`
 			Status   string `json:"status"`
@@ -52,12 +51,12 @@ type sampleCompany struct {
 			LegalEntity struct {
 				ID string `json:"id"`
 			} `json:"legal_entity"`
-			CostCenters []personio.CostCenter `json:"cost_centers"`
-			StartDate   personio.Date         `json:"employment_start_date"`
+			CostCenters []model.CostCenter `json:"cost_centers"`
+			StartDate   model.Date         `json:"employment_start_date"`
 			Termination *struct {
-				TerminationDate personio.Date `json:"termination_date"`
-				LastWorkingDay  personio.Date `json:"last_working_day"`
-				Type            string        `json:"type"`
+				TerminationDate model.Date `json:"termination_date"`
+				LastWorkingDay  model.Date `json:"last_working_day"`
+				Type            string     `json:"type"`
 			} `json:"termination"`
 		} `json:"employments"`
 	} `json:"persons"`
@@ -65,7 +64,7 @@ type sampleCompany struct {
 
 type sampleOffice struct{ Street, PostalCode, City, Country string }
 
-func loadSample(t testing.TB) ([]personio.Employee, map[string]sampleOffice) {
+func loadSample(t testing.TB) ([]model.Employee, map[string]sampleOffice) {
 	t.Helper()
 	data, err := os.ReadFile("testdata/sample-company.json")
 	if err != nil {
@@ -87,20 +86,20 @@ func loadSample(t testing.TB) ([]personio.Employee, map[string]sampleOffice) {
 	for _, le := range c.LegalEntities {
 		names[le.ID] = le.Name
 	}
-	var out []personio.Employee
+	var out []model.Employee
 	for _, p := range c.Persons {
 		m := p.Employments[0]
-		e := personio.Employee{
+		e := model.Employee{
 			PersonID: p.ID, FirstName: p.FirstName, LastName: p.LastName, PreferredName: p.PreferredName,
 			Email: p.Email, Gender: p.Gender, Status: m.Status, EmploymentID: m.ID,
 			Position: m.Position.Title, EmploymentType: m.Type,
-			Office:      personio.Ref{ID: m.Office.ID, Name: names[m.Office.ID]},
-			LegalEntity: personio.Ref{ID: m.LegalEntity.ID, Name: names[m.LegalEntity.ID]},
+			Office:      model.Ref{ID: m.Office.ID, Name: names[m.Office.ID]},
+			LegalEntity: model.Ref{ID: m.LegalEntity.ID, Name: names[m.LegalEntity.ID]},
 			CostCenters: m.CostCenters, StartDate: m.StartDate,
-			Attributes: map[string]personio.Attribute{},
+			Attributes: map[string]model.Attribute{},
 		}
 		for _, u := range m.OrgUnits {
-			ref := personio.Ref{ID: u.ID, Name: names[u.ID]}
+			ref := model.Ref{ID: u.ID, Name: names[u.ID]}
 			if u.Type == "department" {
 				e.Department = ref
 			} else {
@@ -223,7 +222,7 @@ func TestExampleRulesSampleCompany(t *testing.T) {
 
 	// The person leaving in six days: active now, leaving at the end of
 	// 2026-12-03 in Berlin, which is also the next transition.
-	byID := map[string]personio.Employee{}
+	byID := map[string]model.Employee{}
 	for _, e := range employees {
 		byID[e.PersonID] = e
 	}

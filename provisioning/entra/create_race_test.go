@@ -2,30 +2,30 @@ package entra
 
 import (
 	"context"
+	"github.com/personio-entra/personio-entra/provisioning/model"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/personio-entra/personio-entra/provisioning"
 	"github.com/personio-entra/personio-entra/provisioning/entra/entratest"
-	"github.com/personio-entra/personio-entra/provisioning/personio"
 	"github.com/personio-entra/personio-entra/rules"
 )
 
-type staticSource struct{ emp personio.Employee }
+type staticSource struct{ emp model.Employee }
 
-func (s staticSource) GetEmployee(context.Context, string) (personio.Employee, error) {
+func (s staticSource) GetEmployee(context.Context, string) (model.Employee, error) {
 	return s.emp, nil
 }
-func (s staticSource) ListEmployees(context.Context) ([]personio.Employee, error) {
-	return []personio.Employee{s.emp}, nil
+func (s staticSource) ListEmployees(context.Context) ([]model.Employee, error) {
+	return []model.Employee{s.emp}, nil
 }
 func (s staticSource) ConfirmDeleted(context.Context, string) (bool, error) { return false, nil }
 
 // joinerRules wants an enabled account with two UPN candidates.
 type joinerRules struct{}
 
-func (joinerRules) Evaluate(e personio.Employee, _ time.Time) (rules.Desired, error) {
+func (joinerRules) Evaluate(e model.Employee, _ time.Time) (rules.Desired, error) {
 	return rules.Desired{PersonID: e.PersonID, Phase: rules.PhaseActive, Reason: "active", Exists: true, AccountEnabled: true,
 		Attributes: map[string]rules.Value{
 			"displayName": {Value: e.FirstName + " " + e.LastName, Policy: rules.Always},
@@ -43,7 +43,7 @@ func TestCreateWithUnknownOutcomeNeverMakesASecondAccount(t *testing.T) {
 	sim, d, _ := newSimDirectory(t, entratest.Options{ReplicationDelay: 1500 * time.Millisecond},
 		func(c *Config) { c.ReplicationWait = 300 * time.Millisecond })
 	sim.SetFaults(entratest.Faults{FailCreateAfterCommit: 1})
-	emp := personio.Employee{PersonID: "5150", FirstName: "Ada", LastName: "Lovelace", Status: "ACTIVE"}
+	emp := model.Employee{PersonID: "5150", FirstName: "Ada", LastName: "Lovelace", Status: "ACTIVE"}
 	eng, err := provisioning.New(provisioning.Config{Source: staticSource{emp}, Directory: d, Rules: joinerRules{},
 		Logger: testLogger(t)})
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/personio-entra/personio-entra/provisioning/model"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -576,3 +577,8 @@ func result(err error) string {
 	}
 	return "ok"
 }
+
+// ErrNotFound is returned (wrapped) when Personio does not know the person;
+// it is the domain's model.ErrPersonNotFound, so the engine needs no
+// knowledge of this package to recognise it.
+var ErrNotFound = model.ErrPersonNotFound

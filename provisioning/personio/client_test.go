@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/personio-entra/personio-entra/provisioning/model"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -89,22 +90,22 @@ func TestGetEmployeeMapsEveryField(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := personio.Employee{
+	want := model.Employee{
 		PersonID: "7001", FirstName: "Zoë", LastName: "O'Brien-Müller", PreferredName: "Zo",
 		Email: "zoe.obrien-mueller@example.com", Gender: "DIVERSE", Status: "LEAVE",
 		Position:        "Staff Engineer",
-		Department:      personio.Ref{ID: "d3", Name: "Engineering"},
-		Team:            personio.Ref{ID: "t2", Name: "Identity"},
-		Office:          personio.Ref{ID: "o3", Name: "London"},
-		LegalEntity:     personio.Ref{ID: "le2", Name: "Example Ltd"},
-		CostCenters:     []personio.CostCenter{{ID: "cc-a", Name: "Platform R&D", Weight: 60}, {ID: "cc-b", Name: "Identity R&D", Weight: 40}},
+		Department:      model.Ref{ID: "d3", Name: "Engineering"},
+		Team:            model.Ref{ID: "t2", Name: "Identity"},
+		Office:          model.Ref{ID: "o3", Name: "London"},
+		LegalEntity:     model.Ref{ID: "le2", Name: "Example Ltd"},
+		CostCenters:     []model.CostCenter{{ID: "cc-a", Name: "Platform R&D", Weight: 60}, {ID: "cc-b", Name: "Identity R&D", Weight: 40}},
 		SupervisorID:    "1001",
 		EmploymentType:  "EXTERNAL",
-		StartDate:       personio.Date{Year: 2020, Month: time.January, Day: 15},
-		TerminationDate: personio.Date{Year: 2027, Month: time.January, Day: 31},
-		LastWorkingDay:  personio.Date{Year: 2027, Month: time.January, Day: 29},
+		StartDate:       model.Date{Year: 2020, Month: time.January, Day: 15},
+		TerminationDate: model.Date{Year: 2027, Month: time.January, Day: 31},
+		LastWorkingDay:  model.Date{Year: 2027, Month: time.January, Day: 29},
 		TerminationType: "CONTRACT_EXPIRED",
-		Attributes: map[string]personio.Attribute{
+		Attributes: map[string]model.Attribute{
 			"dynamic_9001": {ID: "dynamic_9001", Label: "Work phone", Type: "standard", Value: "+44 20 7946 0001"},
 			"dynamic_9004": {ID: "dynamic_9004", Label: "Birthday", Type: "date", Value: "1990-02-03"},
 		},

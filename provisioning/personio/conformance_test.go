@@ -3,6 +3,7 @@ package personio_test
 import (
 	"context"
 	"errors"
+	"github.com/personio-entra/personio-entra/provisioning/model"
 	"os"
 	"testing"
 	"time"
@@ -46,7 +47,7 @@ func conformance(t *testing.T, c *personio.Client) {
 	if len(all) == 0 {
 		t.Fatal("ListEmployees returned nobody")
 	}
-	byID := map[string]personio.Employee{}
+	byID := map[string]model.Employee{}
 	for _, e := range all {
 		if e.PersonID == "" || e.Status == "" {
 			t.Errorf("employee without id or status: %+v", e)

@@ -3,6 +3,7 @@ package personio_test
 import (
 	"context"
 	"fmt"
+	"github.com/personio-entra/personio-entra/provisioning/model"
 	"testing"
 	"time"
 
@@ -23,7 +24,7 @@ func TestRequestCost10000(t *testing.T) {
 	sim.SetCompany(personiotest.GenerateCompany(n))
 	ctx := context.Background()
 
-	count := func(name string, read func() ([]personio.Employee, error), wantLen int, maxReq int64) {
+	count := func(name string, read func() ([]model.Employee, error), wantLen int, maxReq int64) {
 		t.Helper()
 		before := c.RequestCount()
 		got, err := read()
@@ -39,19 +40,19 @@ func TestRequestCost10000(t *testing.T) {
 			t.Errorf("%s: %d requests, want at most %d", name, req, maxReq)
 		}
 	}
-	count("complete read (first, with token)", func() ([]personio.Employee, error) { return c.ListEmployees(ctx) }, n, n/100+1)
-	count("complete read (token cached)", func() ([]personio.Employee, error) { return c.ListEmployees(ctx) }, n, n/100)
+	count("complete read (first, with token)", func() ([]model.Employee, error) { return c.ListEmployees(ctx) }, n, n/100+1)
+	count("complete read (token cached)", func() ([]model.Employee, error) { return c.ListEmployees(ctx) }, n, n/100)
 
 	clk.Add(time.Hour)
 	since := clk.Now()
-	count("incremental, nothing changed", func() ([]personio.Employee, error) { return c.ListEmployeesUpdatedSince(ctx, since) }, 0, 10)
+	count("incremental, nothing changed", func() ([]model.Employee, error) { return c.ListEmployeesUpdatedSince(ctx, since) }, 0, 10)
 
 	clk.Add(time.Minute)
 	for i := range n / 100 {
 		id := fmt.Sprint(100000 + i*100)
 		sim.UpdatePerson(id, func(p *personiotest.Person) { p.Employments[0].Position.Title += " (changed)" })
 	}
-	count("incremental, 1 % changed", func() ([]personio.Employee, error) { return c.ListEmployeesUpdatedSince(ctx, since) }, n/100, 10)
+	count("incremental, 1 % changed", func() ([]model.Employee, error) { return c.ListEmployeesUpdatedSince(ctx, since) }, n/100, 10)
 }
 
 // BenchmarkListEmployees reports requests per complete read of 10,000

@@ -1,4 +1,8 @@
-// Which API call fills which Employee field
+// Package personio is the Personio adapter: it reads employees (normalised
+// to model.Employee), resolves employments to persons, writes the work email
+// back and manages the webhook subscription.
+//
+// # Which API call fills which model.Employee field
 //
 // Reads use Personio API v1, writes and webhook management v2
 // (reference/personio.md §2-§3). v1 GET /company/employees returns the

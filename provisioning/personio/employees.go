@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/personio-entra/personio-entra/provisioning/model"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -24,9 +25,9 @@ const maxPages = 100_000
 // GET /company/employees/{id}: one request, names of department, team,
 // office and legal entity inline. An unknown person gives an error that
 // matches errors.Is(err, ErrNotFound).
-func (c *Client) GetEmployee(ctx context.Context, personID string) (Employee, error) {
+func (c *Client) GetEmployee(ctx context.Context, personID string) (model.Employee, error) {
 	if personID == "" || strings.ContainsAny(personID, "/?#") {
-		return Employee{}, fmt.Errorf("personio: get employee: invalid person id %q", personID)
+		return model.Employee{}, fmt.Errorf("personio: get employee: invalid person id %q", personID)
 	}
 	var out struct {
 		Success bool       `json:"success"`
@@ -37,13 +38,13 @@ func (c *Client) GetEmployee(ctx context.Context, personID string) (Employee, er
 	if err != nil {
 		var ae *APIError
 		if errors.As(err, &ae) && ae.Status == http.StatusNotFound {
-			return Employee{}, fmt.Errorf("personio: employee %s: %w: %w", personID, ErrNotFound, err)
+			return model.Employee{}, fmt.Errorf("personio: employee %s: %w: %w", personID, ErrNotFound, err)
 		}
-		return Employee{}, fmt.Errorf("personio: get employee %s: %w", personID, err)
+		return model.Employee{}, fmt.Errorf("personio: get employee %s: %w", personID, err)
 	}
 	e, err := employeeFromV1(out.Data)
 	if err != nil {
-		return Employee{}, fmt.Errorf("personio: get employee %s: %w", personID, err)
+		return model.Employee{}, fmt.Errorf("personio: get employee %s: %w", personID, err)
 	}
 	return e, nil
 }
@@ -51,7 +52,7 @@ func (c *Client) GetEmployee(ctx context.Context, personID string) (Employee, er
 // ListEmployees reads every employee the credential can see: v1
 // GET /company/employees at limit 100, one request per page
 // (ceil(n/100) requests plus a token request per day).
-func (c *Client) ListEmployees(ctx context.Context) ([]Employee, error) {
+func (c *Client) ListEmployees(ctx context.Context) ([]model.Employee, error) {
 	return c.listV1(ctx, "v1_list_employees", nil)
 }
 
@@ -66,7 +67,7 @@ func (c *Client) ListEmployees(ctx context.Context) ([]Employee, error) {
 // termination date, renamed departments, offices or legal entities, and
 // attributes newly whitelisted on the credential. Run ListEmployees at
 // least daily as well.
-func (c *Client) ListEmployeesUpdatedSince(ctx context.Context, since time.Time) ([]Employee, error) {
+func (c *Client) ListEmployeesUpdatedSince(ctx context.Context, since time.Time) ([]model.Employee, error) {
 	if since.IsZero() {
 		return nil, errors.New("personio: list employees updated since: zero time; use ListEmployees for a complete read")
 	}
@@ -75,8 +76,8 @@ func (c *Client) ListEmployeesUpdatedSince(ctx context.Context, since time.Time)
 }
 
 // listV1 pages through v1 GET /company/employees with offset/limit.
-func (c *Client) listV1(ctx context.Context, op string, filter url.Values) ([]Employee, error) {
-	var all []Employee
+func (c *Client) listV1(ctx context.Context, op string, filter url.Values) ([]model.Employee, error) {
+	var all []model.Employee
 	seen := map[string]bool{}
 	prevFirst := ""
 	for page, offset := 0, 0; ; page++ {
@@ -177,21 +178,21 @@ func decodeObject(raw json.RawMessage) (v1Object, bool) {
 	return o, true
 }
 
-func refFromV1(raw json.RawMessage) Ref {
+func refFromV1(raw json.RawMessage) model.Ref {
 	o, ok := decodeObject(raw)
 	if !ok {
 		// Some tenants render these as a bare name.
-		return Ref{Name: scalarString(raw)}
+		return model.Ref{Name: scalarString(raw)}
 	}
-	return Ref{ID: scalarString(o.field("id")), Name: scalarString(o.field("name"))}
+	return model.Ref{ID: scalarString(o.field("id")), Name: scalarString(o.field("name"))}
 }
 
 // employeeFromV1 normalises a v1 employee. Standard attributes map to
 // fields; every dynamic_* attribute is a custom attribute.
-func employeeFromV1(d v1Employee) (Employee, error) {
+func employeeFromV1(d v1Employee) (model.Employee, error) {
 	a := d.Attributes
 	str := func(k string) string { return strings.TrimSpace(scalarString(a[k].Value)) }
-	e := Employee{
+	e := model.Employee{
 		PersonID:        str("id"),
 		FirstName:       str("first_name"),
 		LastName:        str("last_name"),
@@ -208,7 +209,7 @@ func employeeFromV1(d v1Employee) (Employee, error) {
 		TerminationType: upperEnum(str("termination_type")),
 	}
 	if e.PersonID == "" {
-		return Employee{}, errors.New("employee without id (is the id attribute readable for this API credential?)")
+		return model.Employee{}, errors.New("employee without id (is the id attribute readable for this API credential?)")
 	}
 	if sup, ok := decodeObject(a["supervisor"].Value); ok {
 		e.SupervisorID = scalarString(sup.field("id"))
@@ -216,22 +217,22 @@ func employeeFromV1(d v1Employee) (Employee, error) {
 	var err error
 	for _, f := range []struct {
 		key string
-		dst *Date
+		dst *model.Date
 	}{{"hire_date", &e.StartDate}, {"termination_date", &e.TerminationDate}, {"last_working_day", &e.LastWorkingDay}} {
-		if *f.dst, err = ParseDate(str(f.key)); err != nil {
-			return Employee{}, fmt.Errorf("employee %s: %s: %w", e.PersonID, f.key, err)
+		if *f.dst, err = model.ParseDate(str(f.key)); err != nil {
+			return model.Employee{}, fmt.Errorf("employee %s: %s: %w", e.PersonID, f.key, err)
 		}
 	}
 	if v := str("last_modified_at"); v != "" {
 		if e.UpdatedAt, err = time.Parse(time.RFC3339, v); err != nil {
-			return Employee{}, fmt.Errorf("employee %s: last_modified_at: %w", e.PersonID, err)
+			return model.Employee{}, fmt.Errorf("employee %s: last_modified_at: %w", e.PersonID, err)
 		}
 		e.UpdatedAt = e.UpdatedAt.UTC()
 	}
 	if raw := bytes.TrimSpace(a["cost_centers"].Value); len(raw) > 0 && raw[0] == '[' {
 		var items []json.RawMessage
 		if err := json.Unmarshal(raw, &items); err != nil {
-			return Employee{}, fmt.Errorf("employee %s: cost_centers: %w", e.PersonID, err)
+			return model.Employee{}, fmt.Errorf("employee %s: cost_centers: %w", e.PersonID, err)
 		}
 		for _, it := range items {
 			o, ok := decodeObject(it)
@@ -239,7 +240,7 @@ func employeeFromV1(d v1Employee) (Employee, error) {
 				continue
 			}
 			w, _ := strconv.ParseFloat(scalarString(o.field("percentage")), 64)
-			e.CostCenters = append(e.CostCenters, CostCenter{
+			e.CostCenters = append(e.CostCenters, model.CostCenter{
 				ID: scalarString(o.field("id")), Name: scalarString(o.field("name")), Weight: w})
 		}
 	}
@@ -248,9 +249,9 @@ func employeeFromV1(d v1Employee) (Employee, error) {
 			continue
 		}
 		if e.Attributes == nil {
-			e.Attributes = map[string]Attribute{}
+			e.Attributes = map[string]model.Attribute{}
 		}
-		e.Attributes[k] = Attribute{ID: k, Label: v.Label, Type: v.Type, Value: renderValue(v.Type, v.Value)}
+		e.Attributes[k] = model.Attribute{ID: k, Label: v.Label, Type: v.Type, Value: renderValue(v.Type, v.Value)}
 	}
 	return e, nil
 }
@@ -299,7 +300,7 @@ func renderValue(typ string, raw json.RawMessage) string {
 	}
 	s := scalarString(raw)
 	if typ == "date" && len(s) > 10 {
-		if d, err := ParseDate(s); err == nil {
+		if d, err := model.ParseDate(s); err == nil {
 			return d.String()
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/personio-entra/personio-entra/provisioning/model"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -15,11 +16,7 @@ import (
 // WebhookEvents are the events the product subscribes to: every person and
 // employment event, including the date-driven employment.started and
 // employment.terminated (personio.md §1.2).
-var WebhookEvents = []string{
-	"person.created", "person.updated", "person.deleted",
-	"employment.created", "employment.updated", "employment.deleted",
-	"employment.started", "employment.terminated",
-}
+var WebhookEvents = model.SubscribedEvents
 
 // WebhookDescription is the description set on the subscription.
 const WebhookDescription = "personio-entra: keep Microsoft Entra ID in step with Personio"

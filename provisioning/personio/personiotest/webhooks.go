@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/personio-entra/personio-entra/provisioning/model"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -12,14 +13,11 @@ import (
 )
 
 // knownEvents is the event catalog the simulator accepts (personio.md §1.2).
-var knownEvents = []string{
-	"person.created", "person.updated", "person.deleted",
-	"employment.created", "employment.updated", "employment.deleted",
-	"employment.started", "employment.terminated",
+var knownEvents = append(slices.Clone(model.SubscribedEvents),
 	"absence-period.created", "absence-period.updated.timerange", "absence-period.updated.status", "absence-period.deleted",
 	"attendance-period.created", "attendance-period.updated", "attendance-period.deleted",
 	"document.created", "document.updated", "document.signed", "document.deleted",
-}
+)
 
 type webhookInput struct {
 	URL           *string           `json:"url"`

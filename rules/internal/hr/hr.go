@@ -1,17 +1,16 @@
 // Package hr holds the employee object that rule expressions see as
 // `employee`. Field names are the snake_case JSON names of
-// personio.Employee; dates are "YYYY-MM-DD" strings ("" when not set) so
+// model.Employee; dates are "YYYY-MM-DD" strings ("" when not set) so
 // that `date(employee.start_date)` turns them into an instant in the
 // company's time zone.
 package hr
 
 import (
+	"github.com/personio-entra/personio-entra/provisioning/model"
 	"time"
-
-	"github.com/personio-entra/personio-entra/provisioning/personio"
 )
 
-// Employee mirrors personio.Employee for CEL.
+// Employee mirrors model.Employee for CEL.
 type Employee struct {
 	PersonID        string               `cel:"person_id"`
 	FirstName       string               `cel:"first_name"`
@@ -62,7 +61,7 @@ type Attribute struct {
 }
 
 // From converts the normalised Personio record.
-func From(e personio.Employee) *Employee {
+func From(e model.Employee) *Employee {
 	v := &Employee{
 		PersonID:        e.PersonID,
 		FirstName:       e.FirstName,

@@ -1,7 +1,4 @@
-// Package personio reads employees from Personio and manages the Personio
-// webhook subscription. It owns the normalised Employee record that the rest
-// of the product works with.
-package personio
+package model
 
 import (
 	"encoding/json"
@@ -10,10 +7,10 @@ import (
 	"time"
 )
 
-// ErrNotFound is returned (wrapped) when Personio does not know the person.
-// The engine treats it as a leaver signal: a deleted person can no longer be
-// read (reference/personio.md §7).
-var ErrNotFound = errors.New("personio: person not found")
+// ErrPersonNotFound is returned (wrapped) by a source that does not know the
+// person. The engine confirms it with a second read before it treats the
+// person as deleted (docs/safety.md).
+var ErrPersonNotFound = errors.New("person not found")
 
 // Employee is one person with their current employment, normalised from the
 // Personio API. Which API call fills which field is documented on each field
