@@ -1,3 +1,5 @@
+//go:build !nosimulators
+
 package main
 
 import (

@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/personio-entra/personio-entra/cmd/internal/devstack"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -179,22 +180,8 @@ func (p *proc) tail(n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// simInfo is the ready line of cmd/simulators (its Ready type).
-type simInfo struct {
-	PersonioURL          string            `json:"personio_url"`
-	PersonioClientID     string            `json:"personio_client_id"`
-	PersonioClientSecret string            `json:"personio_client_secret"`
-	CompanyID            string            `json:"company_id"`
-	People               int               `json:"people"`
-	EntraAuthorityHost   string            `json:"entra_authority_host"`
-	GraphURL             string            `json:"graph_url"`
-	EntraTenantID        string            `json:"entra_tenant_id"`
-	EntraClientID        string            `json:"entra_client_id"`
-	EntraClientSecret    string            `json:"entra_client_secret"`
-	CAFile               string            `json:"ca_file"`
-	ControlURL           string            `json:"control_url"`
-	Groups               map[string]string `json:"groups"`
-}
+// simInfo is the ready line of cmd/simulators.
+type simInfo = devstack.Ready
 
 // faultEnv is one installation: simulators, NATS nodes, receivers, workers.
 type faultEnv struct {

@@ -1,3 +1,5 @@
+//go:build !nosimulators
+
 package main
 
 import (
@@ -6,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/personio-entra/personio-entra/cmd/internal/devstack"
 	"log/slog"
 	"net"
 	"os"
@@ -42,6 +45,7 @@ type stackOptions struct {
 
 // stack is a running local installation.
 type stack struct {
+	sims         *devstack.Simulators
 	personio     *personiotest.Server
 	entra        *entratest.Server
 	cfg          Config
@@ -87,12 +91,6 @@ func startStack(ctx context.Context, o stackOptions) (*stack, error) {
 	if err != nil {
 		return nil, err
 	}
-	if o.company == nil {
-		o.company, err = personiotest.LoadSampleCompany(time.Now())
-		if err != nil {
-			return nil, err
-		}
-	}
 	for _, p := range []*string{&o.listen, &o.metrics} {
 		if *p == "" {
 			if *p, err = freeLoopbackAddr(); err != nil {
@@ -108,37 +106,17 @@ func startStack(ctx context.Context, o stackOptions) (*stack, error) {
 		return nil, fmt.Errorf("write rules: %w", err)
 	}
 
-	s := &stack{webhookToken: randomToken(), adminToken: randomToken(), groups: map[string]string{}}
-	s.personio = personiotest.New(personiotest.Options{Logger: o.logger.With("component", "personio-simulator"),
-		Latency: o.latency, AllowHTTPWebhooks: true})
-	s.personio.SetCompany(o.company)
-	s.entra = entratest.New(entratest.Options{Logger: o.logger.With("component", "entra-simulator"),
-		Latency: o.latency, ReplicationDelay: o.replication, Domain: rs.Domain(),
-		WriteBudget: o.writeBudget, WriteWindow: o.writeWindow})
-	if o.seed != nil {
-		o.seed(s.entra)
+	sims, err := devstack.Start(devstack.Options{Logger: o.logger, Rules: rs, People: o.company,
+		Latency: o.latency, Replication: o.replication, WriteBudget: o.writeBudget, WriteWindow: o.writeWindow, Seed: o.seed})
+	if err != nil {
+		return nil, err
 	}
-	existing := map[string]string{}
-	for _, g := range s.entra.Groups() {
-		existing[g.DisplayName] = g.ID
-	}
-	// The managed groups of the rules that the seed did not make: security
-	// groups, and "Women" as a Microsoft 365 group (Graph cannot manage
-	// mail-enabled security groups).
-	for _, key := range rs.ManagedGroups() {
-		if id, ok := existing[key]; ok {
-			s.groups[key] = id
-			continue
-		}
-		g := entratest.Group{DisplayName: key, SecurityEnabled: true, GroupTypes: []string{}}
-		if key == "Women" {
-			g = entratest.Group{DisplayName: key, MailEnabled: true, SecurityEnabled: false, GroupTypes: []string{"Unified"}, Mail: "women@" + rs.Domain(), MailNickname: "women"}
-		}
-		s.groups[key] = s.entra.AddGroup(g)
-	}
+	o.company = sims.Company
+	s := &stack{webhookToken: randomToken(), adminToken: randomToken(), sims: sims,
+		personio: sims.Personio, entra: sims.Entra, groups: sims.Groups}
 
 	s.cfg = Config{
-		PersonioAPIURL: s.personio.URL(), PersonioClientID: "sim-client-id", PersonioClientSecret: "sim-client-secret",
+		PersonioAPIURL: s.personio.URL(), PersonioClientID: devstack.PersonioClientID, PersonioClientSecret: devstack.PersonioClientSecret,
 		WebhookTokens: []string{s.webhookToken}, PersonioCompanyID: o.company.CompanyID,
 		EntraTenantID: s.entra.TenantID(), EntraClientID: s.entra.ClientID(), EntraClientSecret: s.entra.ClientSecret(),
 		EntraCloud: "public", EntraAuthority: s.entra.AuthorityHost(), GraphAPIURL: s.entra.GraphURL(),
@@ -199,11 +177,8 @@ func waitListening(ctx context.Context, addr string, done <-chan error) error {
 }
 
 func (s *stack) closeSimulators() {
-	if s.personio != nil {
-		s.personio.Close()
-	}
-	if s.entra != nil {
-		s.entra.Close()
+	if s.sims != nil {
+		s.sims.Close()
 	}
 }
 

@@ -26,6 +26,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/personio-entra/personio-entra/cmd/internal/devstack"
 	"io"
 	"log/slog"
 	"net"
@@ -37,29 +38,12 @@ import (
 	"time"
 
 	"github.com/personio-entra/personio-entra/deploy"
-	"github.com/personio-entra/personio-entra/provisioning/entra/entratest"
 	"github.com/personio-entra/personio-entra/provisioning/personio/personiotest"
 	"github.com/personio-entra/personio-entra/rules"
 )
 
 // Ready is the JSON line printed on stdout once everything listens.
-type Ready struct {
-	PersonioURL          string `json:"personio_url"`
-	PersonioClientID     string `json:"personio_client_id"`
-	PersonioClientSecret string `json:"personio_client_secret"`
-	CompanyID            string `json:"company_id"`
-	People               int    `json:"people"`
-	EntraAuthorityHost   string `json:"entra_authority_host"`
-	GraphURL             string `json:"graph_url"`
-	EntraTenantID        string `json:"entra_tenant_id"`
-	EntraClientID        string `json:"entra_client_id"`
-	EntraClientSecret    string `json:"entra_client_secret"`
-	// CAFile is the Entra simulator's TLS certificate in PEM form: point
-	// SSL_CERT_FILE at it in processes that talk to the simulator.
-	CAFile     string            `json:"ca_file"`
-	ControlURL string            `json:"control_url"`
-	Groups     map[string]string `json:"groups"` // managed group name → object id
-}
+type Ready = devstack.Ready
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -161,14 +145,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defer os.RemoveAll(o.dir)
 	}
 
-	pers := personiotest.New(personiotest.Options{Logger: log.With("component", "personio-simulator"),
-		Latency: o.latency, AllowHTTPWebhooks: true})
-	defer pers.Close()
-	pers.SetCompany(company)
-	ent := entratest.New(entratest.Options{Logger: log.With("component", "entra-simulator"),
-		Latency: o.latency, ReplicationDelay: o.replication, WriteBudget: o.writeBudget, Domain: rs.Domain()})
-	defer ent.Close()
-	groups := addManagedGroups(ent, rs)
+	sims, err := devstack.Start(devstack.Options{Logger: log, Rules: rs, People: company,
+		Latency: o.latency, Replication: o.replication, WriteBudget: o.writeBudget})
+	if err != nil {
+		return err
+	}
+	defer sims.Close()
+	pers, ent := sims.Personio, sims.Entra
 
 	caFile := filepath.Join(o.dir, "entra-ca.pem")
 	if err := os.WriteFile(caFile, ent.CertificatePEM(), 0o600); err != nil {
@@ -191,13 +174,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		proxyLn.Close()
 		return fmt.Errorf("control listener on %s: %w", o.controlAddr, err)
 	}
-	ready := Ready{
-		PersonioURL: personioURL, PersonioClientID: "sim-client-id", PersonioClientSecret: "sim-client-secret",
-		CompanyID: company.CompanyID, People: len(company.Persons),
-		EntraAuthorityHost: ent.AuthorityHost(), GraphURL: ent.GraphURL(),
-		EntraTenantID: ent.TenantID(), EntraClientID: ent.ClientID(), EntraClientSecret: ent.ClientSecret(),
-		CAFile: caFile, ControlURL: "http://" + ctlLn.Addr().String(), Groups: groups,
-	}
+	ready := sims.Ready(personioURL, "http://"+ctlLn.Addr().String(), caFile)
 	ctl := &control{personio: pers, entra: ent, gate: gate, ready: ready, log: log}
 
 	servers := []*http.Server{
@@ -232,20 +209,4 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("serve: %w", serveErr)
 	}
 	return nil
-}
-
-// addManagedGroups creates the groups the rules manage, as stack.go does
-// for the demo: security groups, and "Women" as a Microsoft 365 group
-// (Graph cannot manage mail-enabled security groups, graph.md).
-func addManagedGroups(ent *entratest.Server, rs *rules.Rules) map[string]string {
-	out := map[string]string{}
-	for _, key := range rs.ManagedGroups() {
-		g := entratest.Group{DisplayName: key, SecurityEnabled: true, GroupTypes: []string{}}
-		if key == "Women" {
-			g = entratest.Group{DisplayName: key, MailEnabled: true, GroupTypes: []string{"Unified"},
-				Mail: "women@" + rs.Domain(), MailNickname: "women"}
-		}
-		out[key] = ent.AddGroup(g)
-	}
-	return out
 }
