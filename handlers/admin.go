@@ -31,8 +31,13 @@ type AdminBackend interface {
 	PurgeDeadLetter(ctx context.Context, seq uint64) error
 }
 
-// ErrNotFound lets a backend say "no such thing" (404).
-var ErrNotFound = errors.New("not found")
+// Errors a backend returns (wrapped) to choose the status: ErrNotFound →
+// 404, ErrUnavailable → 503 with Retry-After (Personio, Graph or NATS could
+// not be reached: try again), anything else → 500.
+var (
+	ErrNotFound    = errors.New("not found")
+	ErrUnavailable = errors.New("a service personio-entra depends on is unavailable")
+)
 
 // adminDeadlineSlack is added to a route's timeout for the connection
 // deadlines, so that the error of a timed-out request still gets written.
@@ -93,8 +98,14 @@ func Admin(token string, b AdminBackend, log *slog.Logger) http.Handler {
 	reply := func(w http.ResponseWriter, v any, err error) {
 		if err != nil {
 			status := http.StatusInternalServerError
-			if errors.Is(err, ErrNotFound) {
+			switch {
+			case errors.Is(err, ErrNotFound):
 				status = http.StatusNotFound
+			case errors.Is(err, ErrUnavailable):
+				status = http.StatusServiceUnavailable
+				w.Header().Set("Retry-After", "30")
+			case errors.Is(err, context.DeadlineExceeded):
+				status = http.StatusGatewayTimeout
 			}
 			log.Error("admin request failed", "err", err)
 			writeAdminError(w, status, err.Error())

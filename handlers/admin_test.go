@@ -20,8 +20,13 @@ type recordingBackend struct {
 func (b *recordingBackend) rec(s string) { b.calls = append(b.calls, s) }
 func (b *recordingBackend) Plan(_ context.Context, id string) (any, error) {
 	b.rec("plan " + id)
-	if id == "404" {
+	switch id {
+	case "404":
 		return nil, fmt.Errorf("person 404: %w", ErrNotFound)
+	case "503":
+		return nil, fmt.Errorf("read Personio: connection refused: %w", ErrUnavailable)
+	case "500":
+		return nil, fmt.Errorf("rules cannot be evaluated")
 	}
 	return map[string]string{"person_id": id}, nil
 }
@@ -79,6 +84,8 @@ func TestAdminAPI(t *testing.T) {
 		{"GET", "/admin/plan/1001", token, 401, "", "bearer token"}, // scheme required
 		{"GET", "/admin/plan/1001", "Bearer " + token, 200, "plan 1001", `"person_id": "1001"`},
 		{"GET", "/admin/plan/404", "Bearer " + token, 404, "plan 404", "not found"},
+		{"GET", "/admin/plan/503", "Bearer " + token, 503, "plan 503", "connection refused"},
+		{"GET", "/admin/plan/500", "Bearer " + token, 500, "plan 500", "rules cannot"},
 		{"GET", "/admin/plan/bad%20id", "Bearer " + token, 400, "", "person id"},
 		{"GET", "/admin/plan", "Bearer " + token, 200, "planall", "[]"},
 		{"POST", "/admin/sync/1002", "Bearer " + token, 202, "enqueue 1002 admin", "queued"},

@@ -33,7 +33,7 @@ func OpsRouter(ready ReadyFunc, logger *slog.Logger) http.Handler {
 		ctx, cancel := context.WithTimeout(req.Context(), 2*time.Second)
 		defer cancel()
 		if err := ready(ctx); err != nil {
-			logger.Warn("not ready", slog.Any("error", err))
+			logger.Warn("not ready", slog.Any("err", err))
 			writeJSON(rw, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "error": err.Error()})
 			return
 		}

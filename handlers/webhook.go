@@ -202,7 +202,7 @@ func (w *Webhook) serve(rw http.ResponseWriter, r *http.Request) string {
 	}
 	env, err := ParseEnvelope(body)
 	if err != nil {
-		w.log.Info("webhook refused: invalid delivery", slog.Any("error", err))
+		w.log.Info("webhook refused: invalid delivery", slog.Any("err", err))
 		writeJSON(rw, http.StatusBadRequest, errorBody(err.Error()))
 		return OutcomeBadRequest
 	}
@@ -243,7 +243,7 @@ func (w *Webhook) serve(rw http.ResponseWriter, r *http.Request) string {
 	defer cancel()
 	dup, err := w.pub.PublishEvent(ctx, ev)
 	if err != nil {
-		log.Error("webhook not queued; answering 503 so Personio retries", slog.Any("error", err))
+		log.Error("webhook not queued; answering 503 so Personio retries", slog.Any("err", err))
 		rw.Header().Set("Retry-After", "5")
 		writeJSON(rw, http.StatusServiceUnavailable, errorBody("the event queue did not confirm the delivery in time; retry later (a retry of a delivery that did arrive is recognised as a duplicate)"))
 		return OutcomeUnavailable

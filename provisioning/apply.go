@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/personio-entra/personio-entra/provisioning/model"
+	"github.com/personio-entra/personio-entra/queue/work"
 	"log/slog"
 	"strings"
 	"sync"
@@ -114,7 +115,7 @@ func (e *Engine) applyChanges(ctx context.Context, log *slog.Logger, now time.Ti
 				e.record(ctx, log, now, trigger, res.Plan, rest, ResultSkipped, "earlier change was forbidden", nil)
 				res.Skipped++
 			}
-			return permanentError{fmt.Errorf("%s: %w", c, err)}
+			return work.Terminal(fmt.Errorf("%s: %w", c, err))
 		default:
 			e.record(ctx, log, now, trigger, res.Plan, c, ResultFailed, "", err)
 			res.Failed++
@@ -166,7 +167,7 @@ func (e *Engine) applyOne(ctx context.Context, userID string, c Change) error {
 // create fails retryably, with no further candidate tried.
 func (e *Engine) create(ctx context.Context, c Change, personID string) (User, error) {
 	if len(c.UPNCandidates) == 0 {
-		return User{}, permanentError{errors.New("create: the rules produced no UPN candidate")}
+		return User{}, work.Terminal(errors.New("create: the rules produced no UPN candidate"))
 	}
 	var taken []string
 	for i, upn := range c.UPNCandidates {
@@ -236,7 +237,7 @@ func (e *Engine) create(ctx context.Context, c Change, personID string) (User, e
 		}
 		return u, nil
 	}
-	return User{}, permanentError{fmt.Errorf("create: every UPN candidate is taken (%s); add a candidate template to the rules", strings.Join(taken, ", "))}
+	return User{}, work.Terminal(fmt.Errorf("create: every UPN candidate is taken (%s); add a candidate template to the rules", strings.Join(taken, ", ")))
 }
 
 // awaitHolder waits, for at most the replication window, until the account
@@ -296,7 +297,7 @@ func (e *Engine) classify(err error) error {
 	if errors.As(err, &de) {
 		switch de.Kind {
 		case KindPermanent, KindForbidden:
-			return permanentError{err}
+			return work.Terminal(err)
 		}
 	}
 	return err

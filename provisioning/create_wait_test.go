@@ -2,6 +2,7 @@ package provisioning
 
 import (
 	"context"
+	"github.com/personio-entra/personio-entra/queue/work"
 	"testing"
 	"time"
 )
@@ -50,7 +51,7 @@ func TestCreateStopsRetryablyWhenTheHolderStaysUnknown(t *testing.T) {
 	e.cfg.ReplicationWait = 300 * time.Millisecond
 	start := time.Now()
 	_, err := e.Reconcile(context.Background(), "4711", "retry")
-	if err == nil || IsPermanent(err) {
+	if err == nil || work.IsTerminal(err) {
 		t.Fatalf("want a retryable error, got %v", err)
 	}
 	if len(dir.creates) != 0 {

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/personio-entra/personio-entra/provisioning/model"
+	"github.com/personio-entra/personio-entra/queue/work"
 	"log/slog"
 	"regexp"
 	"strings"
@@ -179,28 +180,62 @@ type Result struct {
 	Held int
 }
 
-// permanentError marks errors that retrying will not fix.
-type permanentError struct{ err error }
+// terminal reports whether a Reconcile error should not be retried: the
+// engine marked it work.Terminal (ambiguous match, invalid rules result, a
+// refused write), or the directory classified the request as invalid.
+func terminal(err error) bool {
+	return work.IsTerminal(err) || errors.Is(err, ErrPermanent)
+}
 
-func (e permanentError) Error() string { return e.err.Error() }
-func (e permanentError) Unwrap() error { return e.err }
+// Handle is the queue's handler: one reconcile of the person, the trigger
+// taken from the work being handled. It speaks the queue's contract: a
+// terminal error dead-letters the work, a throttled directory asks to come
+// back after its Retry-After, anything else is retried with backoff.
+func (e *Engine) Handle(ctx context.Context, personID string) (work.Result, error) {
+	_, err := e.Reconcile(ctx, personID, work.Reason(ctx))
+	var de *DirectoryError
+	switch {
+	case err == nil:
+		return work.Result{}, nil
+	case terminal(err):
+		if !work.IsTerminal(err) {
+			err = work.Terminal(err)
+		}
+		return work.Result{}, err
+	case errors.As(err, &de) && de.Kind == KindThrottled && de.RetryAfter > 0:
+		return work.Result{RequeueAfter: de.RetryAfter}, err
+	}
+	return work.Result{}, err
+}
 
-// IsPermanent reports whether a Reconcile error should not be retried
-// (ambiguous match, invalid rules result, Graph refusing the request for
-// good). The queue sends such work to the dead letters at once.
-func IsPermanent(err error) bool {
-	var p permanentError
-	return errors.As(err, &p) || errors.Is(err, ErrPermanent)
+// EmploymentResolver is implemented by sources that can name the person of
+// an employment (Personio employment webhooks may carry no person id).
+type EmploymentResolver interface {
+	PersonIDForEmployment(ctx context.Context, employmentID string) (string, error)
+}
+
+// ResolveEmployment is the queue's resolver: the person of an employment.
+// An employment the source does not know is terminal.
+func (e *Engine) ResolveEmployment(ctx context.Context, employmentID string) (string, error) {
+	r, ok := e.cfg.Source.(EmploymentResolver)
+	if !ok {
+		return "", work.Terminal(errors.New("the source cannot resolve employments to persons"))
+	}
+	id, err := r.PersonIDForEmployment(ctx, employmentID)
+	if errors.Is(err, model.ErrPersonNotFound) {
+		return "", work.Terminal(err)
+	}
+	return id, err
 }
 
 // Reconcile converges one person. trigger says why (webhook event name,
 // "schedule", "sync", "admin") and ends up in the audit log.
 func (e *Engine) Reconcile(ctx context.Context, personID, trigger string) (Result, error) {
 	start := time.Now()
-	res, err := e.reconcile(ctx, personID, trigger, false)
+	res, err := e.reconcile(ctx, personID, trigger, modeApply)
 	outcome := "success"
 	switch {
-	case err != nil && IsPermanent(err):
+	case err != nil && terminal(err):
 		outcome = "permanent_error"
 	case err != nil:
 		outcome = "error"
@@ -214,13 +249,22 @@ func (e *Engine) Reconcile(ctx context.Context, personID, trigger string) (Resul
 
 // PlanFor computes what Reconcile would do, applying nothing.
 func (e *Engine) PlanFor(ctx context.Context, personID string) (Plan, error) {
-	res, err := e.reconcile(ctx, personID, "plan", true)
+	res, err := e.reconcile(ctx, personID, "plan", modePlan)
 	return res.Plan, err
 }
 
-func (e *Engine) reconcile(ctx context.Context, personID, trigger string, planOnly bool) (Result, error) {
+// mode says whether a reconcile applies its plan.
+type mode bool
+
+const (
+	modeApply mode = false
+	modePlan  mode = true
+)
+
+func (e *Engine) reconcile(ctx context.Context, personID, trigger string, m mode) (Result, error) {
+	planOnly := m == modePlan
 	if !model.ValidPersonID(personID) {
-		return Result{}, permanentError{fmt.Errorf("reconcile: invalid person id %q", personID)}
+		return Result{}, work.Terminal(fmt.Errorf("reconcile: invalid person id %q", personID))
 	}
 	now := e.cfg.Now()
 	log := e.log.With("person_id", personID, "trigger", trigger)
@@ -248,7 +292,7 @@ func (e *Engine) reconcile(ctx context.Context, personID, trigger string, planOn
 	default:
 		d, err = e.desired(emp, now)
 		if err != nil {
-			return Result{}, permanentError{fmt.Errorf("reconcile %s: %w", personID, err)}
+			return Result{}, work.Terminal(fmt.Errorf("reconcile %s: %w", personID, err))
 		}
 	}
 	d.PersonID = personID
@@ -436,9 +480,9 @@ func (e *Engine) checkRehire(u *User, d rules.Desired, now time.Time) error {
 	if err != nil || now.Sub(left) <= e.cfg.RehireWithin {
 		return nil
 	}
-	return permanentError{fmt.Errorf("rehire of person %s: account %s was disabled when they left on %s, more than the rehire window (%s) ago; "+
+	return work.Terminal(fmt.Errorf("rehire of person %s: account %s was disabled when they left on %s, more than the rehire window (%s) ago; "+
 		"enable it by hand (or delete it and let a new one be created), then re-drive this dead letter",
-		d.PersonID, u.UserPrincipalName, left.Format(time.DateOnly), e.cfg.RehireWithin)}
+		d.PersonID, u.UserPrincipalName, left.Format(time.DateOnly), e.cfg.RehireWithin))
 }
 
 // desired evaluates the rules and adds what the engine's own settings manage.
@@ -512,7 +556,7 @@ func (e *Engine) match(ctx context.Context, personID string, emp model.Employee)
 		case "email":
 			value = emp.Email
 		default:
-			return nil, skipped, permanentError{fmt.Errorf("match: unknown employee field %q", k.Field)}
+			return nil, skipped, work.Terminal(fmt.Errorf("match: unknown employee field %q", k.Field))
 		}
 		if value == "" {
 			continue
@@ -542,8 +586,8 @@ func (e *Engine) match(ctx context.Context, personID string, emp model.Employee)
 			for i, u := range mine {
 				ids[i] = u.UserPrincipalName + " (" + u.ID + ")"
 			}
-			return nil, skipped, permanentError{fmt.Errorf("match %s: %d accounts have %s=%q: %s; resolve the duplicate in Entra",
-				personID, len(mine), k.Property, value, strings.Join(ids, ", "))}
+			return nil, skipped, work.Terminal(fmt.Errorf("match %s: %d accounts have %s=%q: %s; resolve the duplicate in Entra",
+				personID, len(mine), k.Property, value, strings.Join(ids, ", ")))
 		}
 	}
 	return nil, skipped, nil
@@ -619,7 +663,7 @@ func (e *Engine) findByEmployeeID(ctx context.Context, personID string) (*User, 
 	case 1:
 		return &users[0], nil
 	}
-	return nil, permanentError{fmt.Errorf("%d accounts carry employeeId %q", len(users), personID)}
+	return nil, work.Terminal(fmt.Errorf("%d accounts carry employeeId %q", len(users), personID))
 }
 
 // managedGroups resolves the rules' group keys once; failures are retried
@@ -677,4 +721,20 @@ func (e *Engine) ResolveGroups(ctx context.Context) ([]GroupRef, error) {
 
 func (e *Engine) isProtected(u User) bool {
 	return e.protected[strings.ToLower(u.UserPrincipalName)] || e.protected[strings.ToLower(u.ID)]
+}
+
+// ApplyRules fills the settings the rules file decides: the managed groups,
+// whether the manager is kept in step, the matching keys, the leaver actions
+// for people deleted in Personio and the rehire window.
+func (c *Config) ApplyRules(r *rules.Rules) {
+	lc := r.Lifecycle()
+	c.Rules = r
+	c.ManagedGroups = r.ManagedGroups()
+	c.ManageManager = r.ManagesManager()
+	c.MatchKeys = nil
+	for _, k := range r.MatchKeys() {
+		c.MatchKeys = append(c.MatchKeys, MatchKey{Property: k.Property, Field: k.Field})
+	}
+	c.OnDeleted = LeaverActions{RevokeSessions: lc.Leaver.RevokeSessions, RemoveMemberships: lc.Leaver.RemoveMemberships}
+	c.RehireWithin = time.Duration(lc.RehireWithinDays) * 24 * time.Hour
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/personio-entra/personio-entra/provisioning/model"
+	"github.com/personio-entra/personio-entra/provisioning/state"
 	"slices"
 	"strings"
 	"time"
@@ -13,19 +14,18 @@ import (
 	"github.com/personio-entra/personio-entra/rules"
 )
 
-// KV is a small revisioned key-value store (a JetStream KV bucket in
-// production). Get returns ErrKeyNotFound for absent keys.
-type KV interface {
-	Get(ctx context.Context, key string) (value []byte, revision uint64, err error)
-	Create(ctx context.Context, key string, value []byte) (uint64, error)
-	Update(ctx context.Context, key string, value []byte, revision uint64) (uint64, error)
-	Put(ctx context.Context, key string, value []byte) error
-	Delete(ctx context.Context, key string) error
-	Keys(ctx context.Context, prefix string) ([]string, error)
-}
+// KV is the engine's durable state store (state.KV): a JetStream KV
+// bucket in production.
+type KV = state.KV
 
 // ErrKeyNotFound is returned by KV.Get for absent keys.
-var ErrKeyNotFound = errors.New("key not found")
+var ErrKeyNotFound = state.ErrKeyNotFound
+
+// MemKV is the in-process KV (tests, read-only commands).
+type MemKV = state.Mem
+
+// NewMemKV returns an empty in-process KV.
+func NewMemKV() *MemKV { return state.NewMem() }
 
 // Enqueuer puts a person on the work queue (serialised with webhooks).
 type Enqueuer interface {
@@ -142,10 +142,20 @@ const (
 	leaseKey = "sync.lease"
 )
 
-// Run performs one sync. complete forces a complete read; otherwise the
-// sync is incremental unless the last complete one is older than
-// CompleteEvery. Only one instance runs at a time (a lease in State).
-func (s *Syncer) Run(ctx context.Context, complete, withPlans bool) (SyncReport, error) {
+// SyncOptions choose what one sync does.
+type SyncOptions struct {
+	// Complete forces a complete read (otherwise incremental unless the
+	// last complete one is older than CompleteEvery).
+	Complete bool
+	// WithPlans puts the drifting plans in the report.
+	WithPlans bool
+}
+
+// Run performs one sync: incremental unless o.Complete or the last complete
+// one is older than CompleteEvery. Only one instance runs at a time (a lease
+// in State).
+func (s *Syncer) Run(ctx context.Context, o SyncOptions) (SyncReport, error) {
+	complete, withPlans := o.Complete, o.WithPlans
 	e := s.cfg.Engine
 	started := e.cfg.Now()
 	rep := SyncReport{Started: started}
@@ -500,4 +510,30 @@ func (s *Syncer) loadState(ctx context.Context) (syncState, error) {
 func (s *Syncer) saveState(ctx context.Context, st syncState) error {
 	b, _ := json.Marshal(st)
 	return s.cfg.State.Put(ctx, stateKey, b)
+}
+
+// RunEvery runs a sync at once and then every interval until ctx ends (an
+// interval <= 0 runs none). Each run is incremental unless a complete one is
+// due; the lease makes sure only one process syncs at a time, and a failed
+// run is logged and left to the next one.
+func (s *Syncer) RunEvery(ctx context.Context, interval time.Duration) {
+	if interval <= 0 {
+		return
+	}
+	run := func() {
+		if _, err := s.Run(ctx, SyncOptions{}); err != nil && ctx.Err() == nil {
+			s.cfg.Engine.log.Error("full sync failed; the next one runs at the next interval", "err", err)
+		}
+	}
+	run()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			run()
+		}
+	}
 }

@@ -1,6 +1,7 @@
 package provisioning
 
 import (
+	"github.com/personio-entra/personio-entra/queue/work"
 	"testing"
 	"time"
 
@@ -37,7 +38,7 @@ func TestCheckRehire(t *testing.T) {
 			if (err != nil) != tt.stop {
 				t.Fatalf("err = %v, want stop=%v", err, tt.stop)
 			}
-			if err != nil && !IsPermanent(err) {
+			if err != nil && !work.IsTerminal(err) {
 				t.Errorf("a rehire outside the window must not be retried: %v", err)
 			}
 		})

@@ -121,7 +121,7 @@ func TestUnknownEmployeeIDOnUnownedAccountIsReportedNotChanged(t *testing.T) {
 
 	// The complete sync reports it and leaves it alone too.
 	s := NewSyncer(SyncConfig{Engine: env.eng, Queue: env.q, State: env.state})
-	rep, err := s.Run(context.Background(), true, false)
+	rep, err := s.Run(context.Background(), SyncOptions{Complete: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,7 +261,7 @@ func TestCollapsedSourceChangesNothing(t *testing.T) {
 		env.src.remove(id)
 	}
 	s := NewSyncer(SyncConfig{Engine: env.eng, Queue: env.q, State: env.state})
-	rep, err := s.Run(ctx, true, false)
+	rep, err := s.Run(ctx, SyncOptions{Complete: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -327,7 +327,7 @@ func TestCompleteSyncBooksMissingSchedules(t *testing.T) {
 	env.converge(t, "1")
 	env.q.CancelSchedule(ctx, "1") // the schedule was lost
 	s := NewSyncer(SyncConfig{Engine: env.eng, Queue: env.q, State: env.state})
-	rep, err := s.Run(ctx, true, false)
+	rep, err := s.Run(ctx, SyncOptions{Complete: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -120,7 +120,7 @@ func Connect(ctx context.Context, url, credsFile, name string, logger *slog.Logg
 			logger.Info("connected to NATS", slog.String("server", nc.ConnectedUrlRedacted()))
 			return nc, nil
 		}
-		logger.Warn("connecting to NATS failed", slog.Int("attempt", attempt), slog.Any("error", err))
+		logger.Warn("connecting to NATS failed", slog.Int("attempt", attempt), slog.Any("err", err))
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("queue: connect to NATS (%d attempts): %w", attempt, errors.Join(err, ctx.Err()))
@@ -136,7 +136,7 @@ func connOptions(name string, logger *slog.Logger) []nats.Option {
 		nats.ReconnectWait(time.Second),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
-				logger.Warn("NATS disconnected", slog.Any("error", err))
+				logger.Warn("NATS disconnected", slog.Any("err", err))
 			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
@@ -147,7 +147,7 @@ func connOptions(name string, logger *slog.Logger) []nats.Option {
 			if sub != nil {
 				subj = sub.Subject
 			}
-			logger.Error("NATS asynchronous error", slog.String("subject", subj), slog.Any("error", err))
+			logger.Error("NATS asynchronous error", slog.String("subject", subj), slog.Any("err", err))
 		}),
 	}
 }

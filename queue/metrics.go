@@ -97,7 +97,7 @@ func currentStats() queueStats {
 	defer cancel()
 	s, err := q.stats(ctx)
 	if err != nil {
-		q.logger.Warn("queue metrics: reading JetStream state failed", slog.Any("error", err))
+		q.logger.Warn("queue metrics: reading JetStream state failed", slog.Any("err", err))
 		return statsVal
 	}
 	statsVal, statsAt = s, time.Now()

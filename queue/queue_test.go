@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/personio-entra/personio-entra/queue/work"
 	"io"
 	"log/slog"
 	"strings"
@@ -78,8 +79,11 @@ func openQueue(t testing.TB, s *server.Server, name string, cfg Config) *Queue {
 }
 
 // runWorkers starts RunWorkers and returns a stop function that waits for it.
-func runWorkers(t testing.TB, q *Queue, h Handler, r Resolver) (stop func()) {
+func runWorkers(t testing.TB, q *Queue, f func(ctx context.Context, personID string) error, r Resolver) (stop func()) {
 	t.Helper()
+	h := func(ctx context.Context, personID string) (work.Result, error) {
+		return work.Result{}, f(ctx, personID)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- q.RunWorkers(ctx, h, r) }()
@@ -249,11 +253,11 @@ func TestWorkersSerialisePerPersonAcrossProcesses(t *testing.T) {
 		perPersonN [people]atomic.Int32
 		perWorker  [3]atomic.Int32
 	)
-	handler := func(worker int) Handler {
+	handler := func(worker int) func(context.Context, string) error {
 		return func(ctx context.Context, personID string) error {
 			var p int
 			if _, err := fmt.Sscanf(personID, "p%d", &p); err != nil || p < 0 || p >= people {
-				return Permanent(fmt.Errorf("unexpected person %q", personID))
+				return work.Terminal(fmt.Errorf("unexpected person %q", personID))
 			}
 			if inFlight[p].Add(1) != 1 {
 				overlaps.Add(1)
@@ -316,7 +320,7 @@ func TestDeadLetters(t *testing.T) {
 		case personID == "always-fails":
 			return errors.New("graph: 503 service unavailable")
 		case personID == "permanent":
-			return Permanent(errors.New("rules: department \"X\" maps to no group"))
+			return work.Terminal(errors.New("rules: department \"X\" maps to no group"))
 		}
 		return nil
 	}

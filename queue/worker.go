@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/personio-entra/personio-entra/queue/work"
 	"log/slog"
 	"runtime/debug"
 	"strconv"
@@ -15,66 +16,25 @@ import (
 )
 
 // Handler converges one person. It must be idempotent: delivery is
-// at-least-once (nats.md §3 "Late acks are accepted"). ReasonFrom(ctx) and
-// WorkFrom(ctx) say why it runs. Return Permanent(err) for a failure that no
-// retry can fix; any other error is retried with backoff.
-type Handler func(ctx context.Context, personID string) error
+// at-least-once. work.From(ctx) says why it runs. It returns a work.Result
+// (done, or come back after RequeueAfter) and an error: a work.Terminal error
+// goes to the dead letters at once, any other error is retried with backoff
+// (or after RequeueAfter when set).
+type Handler func(ctx context.Context, personID string) (work.Result, error)
 
 // Resolver finds the person of an employment, for employment events that
-// carry no person id.
+// carry no person id. A work.Terminal error dead-letters the event.
 type Resolver func(ctx context.Context, employmentID string) (string, error)
 
-type permanentError struct{ err error }
-
-func (e *permanentError) Error() string { return "permanent: " + e.err.Error() }
-func (e *permanentError) Unwrap() error { return e.err }
-
-// Permanent marks err as not worth retrying: the work goes to the dead-letter
-// stream at once. Permanent(nil) is nil.
-func Permanent(err error) error {
-	if err == nil {
-		return nil
-	}
-	return &permanentError{err: err}
-}
-
-// IsPermanent reports whether err (or an error it wraps) was marked Permanent.
-func IsPermanent(err error) bool {
-	var p *permanentError
-	return errors.As(err, &p)
-}
-
 // Work describes the message a Handler is running for.
-type Work struct {
-	PersonID string
-	// Reason is the event name (e.g. "person.updated"), ReasonSchedule,
-	// ReasonRedrive or what Enqueue was given (e.g. "sync").
-	Reason string
-	// Detail is extra text: the reason given to Schedule, for example.
-	Detail string
-	// Attempt counts deliveries of this message, starting at 1.
-	Attempt int
-	// Sequence is the message's sequence in the event stream.
-	Sequence uint64
-	// ResolvedFrom is the employment id when the person was found by the
-	// Resolver.
-	ResolvedFrom string
-}
-
-type workKey struct{}
+type Work = work.Info
 
 // WorkFrom returns the work description inside a Handler.
-func WorkFrom(ctx context.Context) (Work, bool) {
-	w, ok := ctx.Value(workKey{}).(Work)
-	return w, ok
-}
+func WorkFrom(ctx context.Context) (Work, bool) { return work.From(ctx) }
 
 // ReasonFrom returns why the Handler runs: the webhook event name,
 // "schedule", "redrive" or the reason given to Enqueue (such as "sync").
-func ReasonFrom(ctx context.Context) string {
-	w, _ := WorkFrom(ctx)
-	return w.Reason
-}
+func ReasonFrom(ctx context.Context) string { return work.Reason(ctx) }
 
 // RunWorkers consumes every partition until ctx ends; then it stops pulling,
 // lets running handlers finish for up to Config.ShutdownGrace, cancels the
@@ -99,15 +59,15 @@ func (q *Queue) RunWorkers(ctx context.Context, h Handler, r Resolver) error {
 	var wg sync.WaitGroup
 	for k := 0; k < q.cfg.Partitions; k++ {
 		wg.Go(func() {
-			q.consumeLoop(ctx, workCtx, partitionConsumerName(k), func(wctx context.Context, w Work) error {
+			q.consumeLoop(ctx, workCtx, partitionConsumerName(k), func(wctx context.Context, w Work) (work.Result, error) {
 				return h(wctx, w.PersonID)
 			})
 		})
 	}
 	if r != nil {
 		wg.Go(func() {
-			q.consumeLoop(ctx, workCtx, resolverConsumer, func(wctx context.Context, w Work) error {
-				return q.resolve(wctx, r, w)
+			q.consumeLoop(ctx, workCtx, resolverConsumer, func(wctx context.Context, w Work) (work.Result, error) {
+				return work.Result{}, q.resolve(wctx, r, w)
 			})
 		})
 	} else {
@@ -130,7 +90,7 @@ func (q *Queue) RunWorkers(ctx context.Context, h Handler, r Resolver) error {
 }
 
 // workFn runs one message; the message bookkeeping is done by process.
-type workFn func(ctx context.Context, w Work) error
+type workFn func(ctx context.Context, w Work) (work.Result, error)
 
 // consumeLoop pulls one message at a time from one consumer
 // (PullMaxMessages(1): nothing waits in a local buffer while its AckWait
@@ -149,7 +109,7 @@ func (q *Queue) consumeLoop(ctx, workCtx context.Context, consumer string, fn wo
 		cons, err := q.js.Consumer(ctx, EventStream, consumer)
 		if err != nil {
 			if ctx.Err() == nil {
-				log.Error("workers: look up consumer", slog.Any("error", err))
+				log.Error("workers: look up consumer", slog.Any("err", err))
 			}
 			if !retry() {
 				return
@@ -158,7 +118,7 @@ func (q *Queue) consumeLoop(ctx, workCtx context.Context, consumer string, fn wo
 		}
 		it, err := cons.Messages(jetstream.PullMaxMessages(1))
 		if err != nil {
-			log.Error("workers: start pulling", slog.Any("error", err))
+			log.Error("workers: start pulling", slog.Any("err", err))
 			if !retry() {
 				return
 			}
@@ -171,13 +131,13 @@ func (q *Queue) consumeLoop(ctx, workCtx context.Context, consumer string, fn wo
 			msg, err := it.Next()
 			if err != nil {
 				if !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-					log.Warn("workers: pulling failed, starting over", slog.Any("error", err))
+					log.Warn("workers: pulling failed, starting over", slog.Any("err", err))
 				}
 				break
 			}
 			if ctx.Err() != nil {
 				if err := msg.Nak(); err != nil {
-					log.Warn("workers: giving back a message at shutdown failed", slog.Any("error", err))
+					log.Warn("workers: giving back a message at shutdown failed", slog.Any("err", err))
 				}
 				continue
 			}
@@ -196,7 +156,7 @@ func (q *Queue) process(workCtx context.Context, log *slog.Logger, msg jetstream
 	start := time.Now()
 	md, err := msg.Metadata()
 	if err != nil {
-		log.Error("workers: message without JetStream metadata", slog.String("subject", msg.Subject()), slog.Any("error", err))
+		log.Error("workers: message without JetStream metadata", slog.String("subject", msg.Subject()), slog.Any("err", err))
 		_ = msg.NakWithDelay(q.cfg.RetryBase)
 		return
 	}
@@ -223,24 +183,34 @@ func (q *Queue) process(workCtx context.Context, log *slog.Logger, msg jetstream
 	}
 
 	var herr error
+	var res work.Result
 	switch {
 	case perr != nil:
-		herr = Permanent(perr)
+		herr = work.Terminal(perr)
 	case attempt > q.cfg.MaxDeliver:
 		// The spare delivery (see setup): the previous attempt never
 		// reported back, its worker died or overran AckWait.
 		herr = fmt.Errorf("attempt %d did not finish (worker stopped or exceeded the ack wait of %s)", attempt-1, q.cfg.AckWait)
 	default:
-		herr = q.runHandler(workCtx, msg, w, fn)
+		res, herr = q.runHandler(workCtx, msg, w, fn)
 	}
 
 	opCtx, cancel := context.WithTimeout(context.WithoutCancel(workCtx), q.cfg.OpTimeout)
 	defer cancel()
 	switch {
-	case herr == nil:
+	case herr == nil && res.RequeueAfter > 0 && attempt < q.cfg.MaxDeliver:
+		// Not finished yet (a dependency is not ready): come back later.
+		// The delay keeps the partition's ack-pending slot, like a retry.
+		if err := msg.NakWithDelay(res.RequeueAfter); err != nil {
+			log.Warn("workers: scheduling the requeue failed; it comes back after the ack wait", "err", err)
+		}
+		workDuration.WithLabelValues(outcomeRetry).Observe(time.Since(start).Seconds())
+		log.Debug("work requeued", "requeue_after", res.RequeueAfter)
+
+	case herr == nil && res.RequeueAfter == 0:
 		// DoubleAck: a lost ack would re-run the whole reconcile (nats.md §3).
 		if err := msg.DoubleAck(opCtx); err != nil {
-			log.Warn("workers: ack not confirmed; the work may run again", slog.Any("error", err))
+			log.Warn("workers: ack not confirmed; the work may run again", slog.Any("err", err))
 		}
 		workDuration.WithLabelValues(outcomeSuccess).Observe(time.Since(start).Seconds())
 		log.Debug("work done", slog.Duration("took", time.Since(start)))
@@ -248,14 +218,17 @@ func (q *Queue) process(workCtx context.Context, log *slog.Logger, msg jetstream
 	case workCtx.Err() != nil && errors.Is(herr, context.Canceled):
 		// Cut short by shutdown: give it back for another worker now.
 		if err := msg.Nak(); err != nil {
-			log.Warn("workers: giving back cancelled work failed", slog.Any("error", err))
+			log.Warn("workers: giving back cancelled work failed", slog.Any("err", err))
 		}
 		workDuration.WithLabelValues(outcomeRetry).Observe(time.Since(start).Seconds())
-		log.Warn("work cancelled by shutdown, given back", slog.Any("error", herr))
+		log.Warn("work cancelled by shutdown, given back", slog.Any("err", herr))
 
-	case IsPermanent(herr) || attempt >= q.cfg.MaxDeliver:
+	case work.IsTerminal(herr) || attempt >= q.cfg.MaxDeliver:
+		if herr == nil {
+			herr = fmt.Errorf("still not finished after %d attempts", attempt)
+		}
 		reason := DeadLetterMaxDeliveries
-		if IsPermanent(herr) {
+		if work.IsTerminal(herr) {
 			reason = DeadLetterPermanent
 		}
 		if err := q.deadLetter(opCtx, msg, md, reason, herr); err != nil {
@@ -265,22 +238,22 @@ func (q *Queue) process(workCtx context.Context, log *slog.Logger, msg jetstream
 			// message instead (in progress) and retry the dead-letter
 			// publish with backoff until it goes through.
 			log.Error("workers: moving work to the dead-letter stream failed; holding it and retrying",
-				slog.Any("error", err), slog.Any("work_error", herr))
+				slog.Any("err", err), slog.Any("work_error", herr))
 			if !q.holdForDeadLetter(workCtx, log, msg, md, reason, herr) {
 				// Shutdown: give it back for the next worker.
 				if err := msg.Nak(); err != nil {
-					log.Warn("workers: giving back work that waits for the dead letters failed", slog.Any("error", err))
+					log.Warn("workers: giving back work that waits for the dead letters failed", slog.Any("err", err))
 				}
 				workDuration.WithLabelValues(outcomeRetry).Observe(time.Since(start).Seconds())
 				return
 			}
 		}
 		if err := msg.TermWithReason(reason); err != nil {
-			log.Warn("workers: terminating dead-lettered work failed", slog.Any("error", err))
+			log.Warn("workers: terminating dead-lettered work failed", slog.Any("err", err))
 		}
 		deadLettersTotal.WithLabelValues(reason).Inc()
 		workDuration.WithLabelValues(outcomeDeadLetter).Observe(time.Since(start).Seconds())
-		log.Error("work dead-lettered", slog.String("dead_letter_reason", reason), slog.Any("error", herr))
+		log.Error("work dead-lettered", slog.String("dead_letter_reason", reason), slog.Any("err", herr))
 
 	default:
 		// NakWithDelay keeps the partition's single ack-pending slot for the
@@ -288,11 +261,14 @@ func (q *Queue) process(workCtx context.Context, log *slog.Logger, msg jetstream
 		// (nats.md §8 "Handler steps" 5; the cost is head-of-line blocking
 		// for the partition, bounded by RetryMax).
 		delay := q.backoff(attempt)
+		if res.RequeueAfter > 0 {
+			delay = res.RequeueAfter
+		}
 		if err := msg.NakWithDelay(delay); err != nil {
-			log.Warn("workers: scheduling the retry failed; it comes back after the ack wait", slog.Any("error", err))
+			log.Warn("workers: scheduling the retry failed; it comes back after the ack wait", slog.Any("err", err))
 		}
 		workDuration.WithLabelValues(outcomeRetry).Observe(time.Since(start).Seconds())
-		log.Warn("work failed, will retry", slog.Duration("retry_in", delay), slog.Any("error", herr))
+		log.Warn("work failed, will retry", slog.Duration("retry_in", delay), slog.Any("err", herr))
 	}
 }
 
@@ -314,7 +290,7 @@ func (q *Queue) holdForDeadLetter(ctx context.Context, log *slog.Logger, msg jet
 				return false
 			case <-heartbeat.C:
 				if err := msg.InProgress(); err != nil {
-					log.Warn("workers: in-progress heartbeat for held work failed", slog.Any("error", err))
+					log.Warn("workers: in-progress heartbeat for held work failed", slog.Any("err", err))
 				}
 			case <-retry.C:
 				break wait
@@ -328,15 +304,15 @@ func (q *Queue) holdForDeadLetter(ctx context.Context, log *slog.Logger, msg jet
 			return true
 		}
 		if n%10 == 0 {
-			log.Error("workers: dead-letter stream still refuses the work; holding it", slog.Int("tries", n+1), slog.Any("error", err))
+			log.Error("workers: dead-letter stream still refuses the work; holding it", slog.Int("tries", n+1), slog.Any("err", err))
 		}
 	}
 }
 
 // runHandler calls fn with InProgress heartbeats every AckWait/3 (nats.md §8
 // "Handler steps" 1) and turns a panic into an error.
-func (q *Queue) runHandler(workCtx context.Context, msg jetstream.Msg, w Work, fn workFn) (err error) {
-	ctx, cancel := context.WithCancel(context.WithValue(workCtx, workKey{}, w))
+func (q *Queue) runHandler(workCtx context.Context, msg jetstream.Msg, w Work, fn workFn) (res work.Result, err error) {
+	ctx, cancel := context.WithCancel(work.WithInfo(workCtx, w))
 	defer cancel()
 	hbDone := make(chan struct{})
 	defer close(hbDone)
@@ -349,7 +325,7 @@ func (q *Queue) runHandler(workCtx context.Context, msg jetstream.Msg, w Work, f
 				return
 			case <-t.C:
 				if err := msg.InProgress(); err != nil {
-					q.logger.Warn("workers: in-progress heartbeat failed", slog.Uint64("seq", w.Sequence), slog.Any("error", err))
+					q.logger.Warn("workers: in-progress heartbeat failed", slog.Uint64("seq", w.Sequence), slog.Any("err", err))
 				}
 			}
 		}
@@ -383,7 +359,7 @@ func (q *Queue) resolve(ctx context.Context, r Resolver, w Work) error {
 		return fmt.Errorf("resolve employment %s to a person: %w", employmentID, err)
 	}
 	if personID == "" {
-		return Permanent(fmt.Errorf("resolve employment %s to a person: no person found", employmentID))
+		return work.Terminal(fmt.Errorf("resolve employment %s to a person: no person found", employmentID))
 	}
 	hdr := nats.Header{}
 	hdr.Set(HeaderResolvedFrom, employmentID)

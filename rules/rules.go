@@ -78,9 +78,11 @@ type Lifecycle struct {
 	// DeleteAfterDays deletes (soft, restorable for 30 days) the account
 	// this many days after the last working day; 0 never deletes.
 	DeleteAfterDays int `json:"delete_after_days"`
-	// RehireWithinDays: a person who returns within this many days of
-	// leaving gets their old account back (restored or re-enabled); later
-	// returns get a new one. 0 never reuses an account.
+	// RehireWithinDays: a person who returns within this many days of the
+	// leave date recorded on their account (employeeLeaveDateTime) gets the
+	// disabled account enabled again; a later return stops with an error for
+	// an admin to decide. 0 sets no limit: a disabled account is always
+	// enabled again (the engine's Config.RehireWithin).
 	RehireWithinDays int `json:"rehire_within_days"`
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/personio-entra/personio-entra/queue/work"
 	"log/slog"
 	"net/http"
 	"os"
@@ -61,19 +62,12 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger, q *queue.Queue, o
 	if err != nil {
 		return nil, fmt.Errorf("entra client: %w", err)
 	}
-	lc := r.Lifecycle()
-	var keys []provisioning.MatchKey
-	for _, k := range r.MatchKeys() {
-		keys = append(keys, provisioning.MatchKey{Property: k.Property, Field: k.Field})
-	}
 	ecfg := provisioning.Config{
-		Source: src, Directory: dir, Rules: r,
-		ManagedGroups: r.ManagedGroups(), ManageManager: r.ManagesManager(), MatchKeys: keys,
-		OnDeleted: provisioning.LeaverActions{RevokeSessions: lc.Leaver.RevokeSessions, RemoveMemberships: lc.Leaver.RemoveMemberships},
+		Source: src, Directory: dir,
 		Protected: cfg.ProtectedAccounts, DryRun: cfg.DryRun, Logger: log.With("component", "engine"),
 		Now: opts.now, ManagerRetry: opts.managerRetry, RecordLeaveDate: cfg.EntraLeaveDate,
-		RehireWithin: time.Duration(lc.RehireWithinDays) * 24 * time.Hour,
 	}
+	ecfg.ApplyRules(r)
 	if cfg.PersonioWriteEmail {
 		ecfg.WriteBackEmail = src.UpdatePersonEmail
 	}
@@ -82,12 +76,11 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger, q *queue.Queue, o
 	var state provisioning.KV
 	if q != nil { // a nil *queue.Queue must not become a non-nil interface
 		ecfg.Scheduler, ecfg.Audit = q, q
-		kv, err := q.KeyValue(ctx, "personio_entra_state")
+		st, err := q.State(ctx)
 		if err != nil {
 			return nil, err
 		}
-		state = kvState{kv}
-		ecfg.State = state
+		state, ecfg.State = st, st
 	}
 	eng, err := provisioning.New(ecfg)
 	if err != nil {
@@ -103,61 +96,30 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger, q *queue.Queue, o
 	return a, nil
 }
 
-// handler is the queue's work handler: one reconcile per message.
-func (a *app) handler() queue.Handler {
-	return func(ctx context.Context, personID string) error {
-		_, err := a.engine.Reconcile(ctx, personID, queue.ReasonFrom(ctx))
-		if err != nil && provisioning.IsPermanent(err) {
-			return queue.Permanent(err)
-		}
-		return err
-	}
-}
-
-// resolver turns an employment id into its person id for employment
-// webhooks that name no person.
-func (a *app) resolver() queue.Resolver {
-	return func(ctx context.Context, employmentID string) (string, error) {
-		id, err := a.source.PersonIDForEmployment(ctx, employmentID)
-		if errors.Is(err, personio.ErrNotFound) {
-			return "", queue.Permanent(err)
-		}
-		return id, err
-	}
-}
-
-// syncLoop runs the full sync at start-up and then every SYNC_INTERVAL
-// (0 turns the periodic sync off). The lease makes sure only one process
-// syncs at a time.
-func (a *app) syncLoop(ctx context.Context) {
-	if a.cfg.SyncInterval <= 0 || a.syncer == nil {
-		return
-	}
-	run := func() {
-		if _, err := a.syncer.Run(ctx, false, false); err != nil && ctx.Err() == nil {
-			a.log.Error("full sync failed; the next one runs at the next interval", "err", err)
-		}
-	}
-	run()
-	t := time.NewTicker(a.cfg.SyncInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			run()
-		}
-	}
-}
-
-// adminBackend serves the admin API from the app.
+// adminBackend serves the admin API from the app. Every error it returns
+// is typed for the status (adminError).
 type adminBackend struct{ a *app }
 
 var _ handlers.AdminBackend = adminBackend{}
 
+// adminError types an error for the admin API: an unknown approval or dead
+// letter is 404; a request that cannot succeed as asked (a terminal error)
+// stays 500; anything else means Personio, Graph or NATS failed: 503.
+func adminError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, provisioning.ErrNoApproval), errors.Is(err, queue.ErrNoDeadLetter):
+		return fmt.Errorf("%w: %w", handlers.ErrNotFound, err)
+	case work.IsTerminal(err), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return err
+	}
+	return fmt.Errorf("%w: %w", handlers.ErrUnavailable, err)
+}
+
 func (b adminBackend) Plan(ctx context.Context, personID string) (any, error) {
-	return b.a.engine.PlanFor(ctx, personID)
+	p, err := b.a.engine.PlanFor(ctx, personID)
+	return p, adminError(err)
 }
 
 func (b adminBackend) PlanAll(ctx context.Context) (any, error) {
@@ -165,15 +127,16 @@ func (b adminBackend) PlanAll(ctx context.Context) (any, error) {
 	if plans == nil {
 		plans = []provisioning.Plan{}
 	}
-	return plans, err
+	return plans, adminError(err)
 }
 
 func (b adminBackend) Enqueue(ctx context.Context, personID, reason string) error {
-	return b.a.q.Enqueue(ctx, personID, reason)
+	return adminError(b.a.q.Enqueue(ctx, personID, reason))
 }
 
 func (b adminBackend) FullSync(ctx context.Context) (any, error) {
-	return b.a.syncer.Run(ctx, true, false)
+	rep, err := b.a.syncer.Run(ctx, provisioning.SyncOptions{Complete: true})
+	return rep, adminError(err)
 }
 
 func (b adminBackend) Audit(ctx context.Context, personID string, limit int) ([]json.RawMessage, error) {
@@ -182,7 +145,7 @@ func (b adminBackend) Audit(ctx context.Context, personID string, limit int) ([]
 	for i, r := range recs {
 		out[i] = r
 	}
-	return out, err
+	return out, adminError(err)
 }
 
 func (b adminBackend) Approvals(ctx context.Context) (any, error) {
@@ -190,15 +153,12 @@ func (b adminBackend) Approvals(ctx context.Context) (any, error) {
 	if aps == nil {
 		aps = []provisioning.Approval{}
 	}
-	return aps, err
+	return aps, adminError(err)
 }
 
 func (b adminBackend) Approve(ctx context.Context, id string) (any, error) {
 	ap, err := b.a.syncer.Approve(ctx, id)
-	if errors.Is(err, provisioning.ErrNoApproval) {
-		return nil, fmt.Errorf("%w: %v", handlers.ErrNotFound, err)
-	}
-	return ap, err
+	return ap, adminError(err)
 }
 
 func (b adminBackend) DeadLetters(ctx context.Context) (any, error) {
@@ -206,13 +166,13 @@ func (b adminBackend) DeadLetters(ctx context.Context) (any, error) {
 	if dl == nil {
 		dl = []queue.DeadLetter{}
 	}
-	return dl, err
+	return dl, adminError(err)
 }
 
 func (b adminBackend) Redrive(ctx context.Context, seq uint64) error {
-	return b.a.q.Redrive(ctx, seq)
+	return adminError(b.a.q.Redrive(ctx, seq))
 }
 
 func (b adminBackend) PurgeDeadLetter(ctx context.Context, seq uint64) error {
-	return b.a.q.PurgeDeadLetter(ctx, seq)
+	return adminError(b.a.q.PurgeDeadLetter(ctx, seq))
 }

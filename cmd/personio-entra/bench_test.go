@@ -14,6 +14,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/personio-entra/personio-entra/provisioning"
 	"log/slog"
 	"maps"
 	"math"
@@ -210,7 +211,7 @@ func benchConverge(tb testing.TB, s *stack, timeout time.Duration) int {
 	deadline := time.Now().Add(timeout)
 	for i := 1; ; i++ {
 		base := benchReconciles(tb)
-		rep, err := s.app.syncer.Run(ctx, true, false)
+		rep, err := s.app.syncer.Run(ctx, provisioning.SyncOptions{Complete: true})
 		if err != nil {
 			tb.Fatalf("full sync %d: %v", i, err)
 		}
@@ -470,7 +471,7 @@ func BenchmarkFullSync10k(b *testing.B) {
 		mem := startBenchMemSampler()
 		b.StartTimer()
 		t0 := time.Now()
-		rep, err := s.app.syncer.Run(ctx, true, false)
+		rep, err := s.app.syncer.Run(ctx, provisioning.SyncOptions{Complete: true})
 		clean := time.Since(t0)
 		b.StopTimer()
 		cleanMem := mem.Stop()
@@ -500,7 +501,7 @@ func BenchmarkFullSync10k(b *testing.B) {
 		mem = startBenchMemSampler()
 		b.StartTimer()
 		t0 = time.Now()
-		rep, err = s.app.syncer.Run(ctx, true, false)
+		rep, err = s.app.syncer.Run(ctx, provisioning.SyncOptions{Complete: true})
 		if err != nil {
 			b.Fatalf("full sync with drift: %v", err)
 		}

@@ -30,17 +30,48 @@ func newFlags(name string, env *environment) *flag.FlagSet {
 	return fs
 }
 
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
+// errHelpShown ends a command after -h printed its flags (exit status 0).
+var errHelpShown = errors.New("help shown")
+
+// parseFlags is how every command reads its command line: flags may come
+// before or after the positional arguments, of which at most maxArgs are
+// allowed; it returns them. -h prints the flags and ends the command.
+func parseFlags(fs *flag.FlagSet, args []string, maxArgs int) ([]string, error) {
+	var flags, pos []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			pos = append(pos, args[i+1:]...)
+			i = len(args)
+		case strings.HasPrefix(a, "-") && a != "-":
+			flags = append(flags, a)
+			// A flag given as "-name value" takes the next argument along
+			// (boolean flags never do).
+			name := strings.TrimLeft(a, "-")
+			if f := fs.Lookup(name); f != nil && !strings.Contains(name, "=") && !isBoolFlag(f) && i+1 < len(args) {
+				flags = append(flags, args[i+1])
+				i++
+			}
+		default:
+			pos = append(pos, a)
 		}
-		return usageError{err.Error()}
 	}
-	if fs.NArg() > 0 && fs.Name() != "approve" {
-		return usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
+	if err := fs.Parse(flags); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, errHelpShown
+		}
+		return nil, usageError{err.Error()}
 	}
-	return nil
+	if len(pos) > maxArgs {
+		return nil, usageError{fmt.Sprintf("unexpected argument %q", pos[maxArgs])}
+	}
+	return pos, nil
+}
+
+func isBoolFlag(f *flag.Flag) bool {
+	b, ok := f.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
 }
 
 // loadFor loads and validates the configuration for a role.
@@ -69,7 +100,7 @@ func runPlan(ctx context.Context, env *environment, args []string) error {
 	id := fs.String("employee", "", "Personio person id")
 	all := fs.Bool("all", false, "plan everyone (bulk reads, no writes)")
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := parseFlags(fs, args); err != nil {
+	if _, err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
 	if (*id == "") == !*all {
@@ -141,7 +172,7 @@ func printPlans(w io.Writer, plans []provisioning.Plan, all bool) {
 func runCheck(ctx context.Context, env *environment, args []string) error {
 	fs := newFlags("check", env)
 	offline := fs.Bool("offline", false, "check configuration and rules only, without calling Personio or Entra")
-	if err := parseFlags(fs, args); err != nil {
+	if _, err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
 	var problems []string
@@ -174,25 +205,11 @@ func check(ctx context.Context, cfg Config, problems []string, offline bool, opt
 		if err != nil {
 			problems = append(problems, err.Error())
 		} else {
-			if err := a.source.Check(ctx); err != nil {
-				problems = append(problems, "Personio: "+err.Error())
-			} else {
-				fmt.Fprintln(stdout, "ok   Personio API reachable with the configured credential")
+			passed, found := provisioning.Preflight{Personio: a.source, Entra: a.dir, Directory: a.dir, Rules: rs}.Run(ctx)
+			for _, p := range passed {
+				fmt.Fprintln(stdout, "ok   "+p)
 			}
-			if err := a.dir.Check(ctx); err != nil {
-				problems = append(problems, "Entra: "+err.Error())
-			} else {
-				fmt.Fprintln(stdout, "ok   Microsoft Graph reachable with the configured app registration")
-				err := rs.CheckGroups(ctx, func(ctx context.Context, key string) (string, string, error) {
-					g, err := provisioning.LookupGroup(ctx, a.dir, key)
-					return g.ID, g.Unmanageable, err
-				})
-				if err != nil {
-					problems = append(problems, strings.Split(err.Error(), "\n")...)
-				} else {
-					fmt.Fprintln(stdout, "ok   every managed group exists and its members can be managed through Graph")
-				}
-			}
+			problems = append(problems, found...)
 		}
 	}
 	if len(problems) > 0 {
@@ -211,7 +228,7 @@ func runSync(ctx context.Context, env *environment, args []string) error {
 	fs := newFlags("sync", env)
 	id := fs.String("employee", "", "Personio person id to reconcile")
 	all := fs.Bool("all", false, "run a complete full sync now (drifting people are queued for the workers)")
-	if err := parseFlags(fs, args); err != nil {
+	if _, err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
 	if (*id == "") == !*all {
@@ -238,7 +255,7 @@ func runSync(ctx context.Context, env *environment, args []string) error {
 	if err != nil {
 		return err
 	}
-	rep, err := a.syncer.Run(ctx, true, false)
+	rep, err := a.syncer.Run(ctx, provisioning.SyncOptions{Complete: true})
 	if err != nil {
 		return err
 	}
@@ -265,7 +282,7 @@ func runAudit(ctx context.Context, env *environment, args []string) error {
 	id := fs.String("employee", "", "Personio person id (empty: everyone)")
 	limit := fs.Int("limit", 50, "newest N records")
 	asJSON := fs.Bool("json", false, "print JSON lines")
-	if err := parseFlags(fs, args); err != nil {
+	if _, err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
 	if *limit < 1 {
@@ -309,10 +326,11 @@ func runAudit(ctx context.Context, env *environment, args []string) error {
 func runApprove(ctx context.Context, env *environment, args []string) error {
 	fs := newFlags("approve", env)
 	list := fs.Bool("list", false, "list pending approvals")
-	if err := parseFlags(fs, args); err != nil {
+	pos, err := parseFlags(fs, args, 1)
+	if err != nil {
 		return err
 	}
-	if *list == (fs.NArg() == 1) || fs.NArg() > 1 {
+	if *list == (len(pos) == 1) {
 		return usageError{"use `approve --list` or `approve ID`"}
 	}
 	cfg, err := loadFor(env, role{worker: true})
@@ -349,7 +367,7 @@ func runApprove(ctx context.Context, env *environment, args []string) error {
 		}
 		return nil
 	}
-	ap, err := a.syncer.Approve(ctx, fs.Arg(0))
+	ap, err := a.syncer.Approve(ctx, pos[0])
 	if err != nil {
 		return err
 	}

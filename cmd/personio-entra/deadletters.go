@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -36,25 +35,18 @@ opens DATA_DIR itself, so run it while the service is stopped, or use the
 admin API of the running service.`
 
 func runDeadletters(ctx context.Context, env *environment, args []string) error {
-	fs := flag.NewFlagSet("deadletters", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
+	fs := newFlags("deadletters", env)
+	fs.Usage = func() { fmt.Fprintln(env.stdout, deadlettersUsage) }
 	asJSON := fs.Bool("json", false, "print JSON")
 	all := fs.Bool("all", false, "redrive every dead letter")
 	// Flags may follow the positional arguments (show 12 --json).
-	var flags, pos []string
-	for _, a := range args {
-		if strings.HasPrefix(a, "-") {
-			flags = append(flags, a)
-		} else {
-			pos = append(pos, a)
+	pos, err := parseFlags(fs, args, len(args)) // the action checks its own arguments
+	if err != nil {
+		var ue usageError
+		if errors.As(err, &ue) {
+			return usageError{msg: ue.msg + "\n" + deadlettersUsage}
 		}
-	}
-	if err := fs.Parse(flags); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(env.stdout, deadlettersUsage)
-			return nil
-		}
-		return usageError{msg: err.Error() + "\n" + deadlettersUsage}
+		return err
 	}
 	if len(pos) == 0 {
 		return usageError{msg: "missing action\n" + deadlettersUsage}

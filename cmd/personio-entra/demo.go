@@ -32,7 +32,7 @@ func runDemo(ctx context.Context, env *environment, args []string) error {
 	dataDir := fs.String("data", "", "where NATS stores its data (default: a temporary directory removed at exit)")
 	story := fs.Bool("story", true, "play a joiner, a mover and a leaver after the first sync")
 	logLevel := fs.String("log-level", "warn", "log level of the product's logs on stderr (debug, info, warn, error)")
-	if err := parseFlags(fs, args); err != nil {
+	if _, err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
 	for _, a := range []string{*listen, *metrics} {

@@ -402,7 +402,7 @@ func TestEndToEndGuardHoldsMassDisable(t *testing.T) {
 	empty.Persons = nil
 	s.personio.SetCompany(empty)
 
-	rep, err := s.app.syncer.Run(context.Background(), true, false)
+	rep, err := s.app.syncer.Run(context.Background(), provisioning.SyncOptions{Complete: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -418,7 +418,7 @@ func TestEndToEndGuardHoldsMassDisable(t *testing.T) {
 		t.Fatalf("approvals = %+v, %v", aps, err)
 	}
 	// A second sync with the same situation reuses the pending approval.
-	rep2, err := s.app.syncer.Run(context.Background(), true, false)
+	rep2, err := s.app.syncer.Run(context.Background(), provisioning.SyncOptions{Complete: true})
 	if err != nil || rep2.ApprovalID != rep.ApprovalID {
 		t.Fatalf("second sync: %+v %v", rep2, err)
 	}

@@ -15,7 +15,7 @@ func runSyncUntilLeased(t *testing.T, s *stack) (provisioning.SyncReport, error)
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		rep, err := s.app.syncer.Run(context.Background(), false, false)
+		rep, err := s.app.syncer.Run(context.Background(), provisioning.SyncOptions{})
 		if !rep.Skipped {
 			return rep, err
 		}
@@ -32,11 +32,10 @@ func TestFailingCompleteSyncLetsIncrementalRun(t *testing.T) {
 	s := newTestStack(t, stackOptions{})
 	convergeE2E(t, s)
 	ctx := context.Background()
-	kv, err := s.app.q.KeyValue(ctx, "personio_entra_state")
+	state, err := s.app.q.State(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	state := kvState{kv}
 	// The last complete sync is more than a day old: the next one is due.
 	now := time.Now()
 	st, _ := json.Marshal(map[string]any{"last_sync": now.Add(-time.Minute), "last_complete": now.Add(-25 * time.Hour)})

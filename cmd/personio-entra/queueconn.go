@@ -9,76 +9,15 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/personio-entra/personio-entra/handlers"
 	"github.com/personio-entra/personio-entra/queue"
 )
 
-// queueConfig maps the process configuration onto the queue's.
-func queueConfig(cfg Config) queue.Config {
-	return queue.Config{Partitions: cfg.Partitions, Replicas: cfg.Replicas}
-}
-
-// openQueue connects to NATS and opens the queue: an embedded single-node
-// JetStream server storing under cfg.DataDir when cfg.NATSURL is empty, the
-// external server or cluster otherwise. The returned function closes
-// everything (connection drained, embedded server shut down).
+// openQueue opens the queue the configuration names: the embedded
+// JetStream server under DATA_DIR when NATS_URL is empty, NATS_URL otherwise.
 func openQueue(ctx context.Context, cfg Config, logger *slog.Logger) (*queue.Queue, func(), error) {
-	if cfg.NATSURL == "" {
-		ns, err := queue.StartEmbedded(cfg.DataDir, logger)
-		if err != nil {
-			return nil, nil, err
-		}
-		stopServer := func() { ns.Shutdown(); ns.WaitForShutdown() }
-		nc, err := queue.ConnectEmbedded(ns, "personio-entra", logger)
-		if err != nil {
-			stopServer()
-			return nil, nil, err
-		}
-		q, err := queue.Open(ctx, nc, queueConfig(cfg), logger)
-		if err != nil {
-			nc.Close()
-			stopServer()
-			return nil, nil, err
-		}
-		return q, func() {
-			q.Close()
-			drainConn(nc, logger)
-			stopServer()
-		}, nil
-	}
-	nc, err := queue.Connect(ctx, cfg.NATSURL, cfg.NATSCreds, "personio-entra", logger)
-	if err != nil {
-		return nil, nil, err
-	}
-	q, err := queue.Open(ctx, nc, queueConfig(cfg), logger)
-	if err != nil {
-		nc.Close()
-		return nil, nil, err
-	}
-	return q, func() {
-		q.Close()
-		drainConn(nc, logger)
-	}, nil
-}
-
-// drainConn flushes what is pending on the connection (acks, publishes)
-// and closes it, waiting up to 5 s.
-func drainConn(nc *nats.Conn, logger *slog.Logger) {
-	closed := make(chan struct{})
-	nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
-	if err := nc.Drain(); err != nil {
-		logger.Warn("draining the NATS connection failed", slog.Any("error", err))
-		nc.Close()
-		return
-	}
-	select {
-	case <-closed:
-	case <-time.After(5 * time.Second):
-		logger.Warn("draining the NATS connection timed out; closing it")
-		nc.Close()
-	}
+	return queue.OpenWith(ctx, queue.Connection{URL: cfg.NATSURL, Creds: cfg.NATSCreds, DataDir: cfg.DataDir},
+		queue.Config{Partitions: cfg.Partitions, Replicas: cfg.Replicas}, logger)
 }
 
 // serveMetrics serves /healthz, /readyz and /metrics on addr until ctx ends.

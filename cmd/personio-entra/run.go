@@ -17,23 +17,23 @@ func init() {
 	register("run", command{
 		summary: "receiver, workers and periodic full sync in one process (embedded JetStream when NATS_URL is empty)",
 		run: func(ctx context.Context, env *environment, args []string) error {
-			return runProcess(ctx, env, "run", args, true)
+			return runProcess(ctx, env, "run", args, role{receiver: true, worker: true})
 		},
 	})
 	register("work", command{
 		summary: "workers and periodic full sync (scale horizontally; admin API on LISTEN_ADDR when ADMIN_TOKEN is set)",
 		run: func(ctx context.Context, env *environment, args []string) error {
-			return runProcess(ctx, env, "work", args, false)
+			return runProcess(ctx, env, "work", args, role{worker: true})
 		},
 	})
 }
 
-func runProcess(ctx context.Context, env *environment, name string, args []string, receiver bool) error {
+func runProcess(ctx context.Context, env *environment, name string, args []string, r role) error {
 	fs := newFlags(name, env)
-	if err := parseFlags(fs, args); err != nil {
+	if _, err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
-	cfg, err := loadFor(env, role{receiver: receiver, worker: true})
+	cfg, err := loadFor(env, r)
 	if err != nil {
 		return err
 	}
@@ -51,16 +51,17 @@ func runProcess(ctx context.Context, env *environment, name string, args []strin
 	if err != nil {
 		return err
 	}
-	err = a.serve(ctx, receiver)
+	err = a.serve(ctx, r)
 	log.Info("personio-entra " + name + " stopped")
 	return err
 }
 
-// serve runs the metrics listener, the webhook receiver (when receiver),
+// serve runs the metrics listener, the webhook receiver (for a receiver role),
 // the admin API (when ADMIN_TOKEN is set), the workers and the periodic full
 // sync until ctx ends; then it stops accepting webhooks, lets the running
 // reconciles finish (or hands their messages back) and returns.
-func (a *app) serve(ctx context.Context, receiver bool) error {
+func (a *app) serve(ctx context.Context, r role) error {
+	receiver := r.receiver
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
@@ -97,8 +98,10 @@ func (a *app) serve(ctx context.Context, receiver bool) error {
 	if router != nil {
 		wg.Go(func() { fail("listener", serveHTTP(ctx, "webhooks", a.cfg.ListenAddr, router, a.log)) })
 	}
-	wg.Go(func() { fail("workers", a.q.RunWorkers(ctx, a.handler(), a.resolver())) })
-	wg.Go(func() { a.syncLoop(ctx) })
+	wg.Go(func() { fail("workers", a.q.RunWorkers(ctx, a.engine.Handle, a.engine.ResolveEmployment)) })
+	if a.syncer != nil {
+		wg.Go(func() { a.syncer.RunEvery(ctx, a.cfg.SyncInterval) })
+	}
 	wg.Wait()
 	return errors.Join(errs...)
 }

@@ -29,7 +29,7 @@ func TestEndToEndUnownedAccountIsLeftAlone(t *testing.T) {
 	if err := addMember(s, s.groups["Finance"], ext); err != nil {
 		t.Fatal(err)
 	}
-	rep, err := s.app.syncer.Run(context.Background(), true, false)
+	rep, err := s.app.syncer.Run(context.Background(), provisioning.SyncOptions{Complete: true})
 	if err != nil {
 		t.Fatal(err)
 	}

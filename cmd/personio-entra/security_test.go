@@ -331,7 +331,7 @@ func TestNoSecretsInLogs(t *testing.T) {
 	if err == nil {
 		t.Fatal("Entra check with a wrong client secret succeeded")
 	}
-	logger.Error("entra check failed", slog.Any("error", err)) // as `check` reports it
+	logger.Error("entra check failed", slog.Any("err", err)) // as `check` reports it
 
 	// The bearer tokens the simulators issue: Personio hands out the same
 	// token until it expires (personio.md §2.1), so these are the ones the

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -24,13 +23,9 @@ func init() {
 }
 
 func runServe(ctx context.Context, env *environment, args []string) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(env.stderr)
-	if err := fs.Parse(args); err != nil {
-		return usageError{msg: err.Error()}
-	}
-	if fs.NArg() > 0 {
-		return usageError{msg: fmt.Sprintf("serve takes no arguments, got %q", fs.Args())}
+	fs := newFlags("serve", env)
+	if _, err := parseFlags(fs, args, 0); err != nil {
+		return err
 	}
 	cfg, err := loadConfig(env.getenv)
 	if err = errors.Join(err, cfg.Validate(role{receiver: true})); err != nil {

@@ -146,7 +146,7 @@ func startStack(ctx context.Context, o stackOptions) (*stack, error) {
 	s.adminURL = "http://" + o.listen + "/admin"
 	runCtx, cancel := context.WithCancel(ctx)
 	s.cancel, s.done = cancel, make(chan error, 1)
-	go func() { s.done <- a.serve(runCtx, true) }()
+	go func() { s.done <- a.serve(runCtx, role{receiver: true, worker: true}) }()
 	if err := waitListening(ctx, o.listen, s.done); err != nil {
 		s.Close()
 		return nil, err

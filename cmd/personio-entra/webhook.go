@@ -3,9 +3,7 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"strings"
 	"text/tabwriter"
 
@@ -32,8 +30,7 @@ func runWebhook(ctx context.Context, env *environment, args []string) error {
 		return usageError{webhookUsage}
 	}
 	sub, rest := args[0], args[1:]
-	fs := flag.NewFlagSet("webhook "+sub, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
+	fs := newFlags("webhook "+sub, env)
 	hookURL := fs.String("url", "", "webhook URL")
 	id := fs.String("id", "", "webhook id")
 	switch sub {
@@ -41,11 +38,12 @@ func runWebhook(ctx context.Context, env *environment, args []string) error {
 	default:
 		return usageError{fmt.Sprintf("unknown webhook command %q\n%s", sub, webhookUsage)}
 	}
-	if err := fs.Parse(rest); err != nil {
-		return usageError{fmt.Sprintf("%v\n%s", err, webhookUsage)}
-	}
-	if fs.NArg() > 0 {
-		return usageError{fmt.Sprintf("unexpected arguments %q\n%s", fs.Args(), webhookUsage)}
+	if _, err := parseFlags(fs, rest, 0); err != nil {
+		var ue usageError
+		if errors.As(err, &ue) {
+			return usageError{fmt.Sprintf("%s\n%s", ue.msg, webhookUsage)}
+		}
+		return err
 	}
 	if sub == "register" && *hookURL == "" {
 		return usageError{"webhook register needs --url (the public HTTPS address of /webhooks/personio)"}

@@ -40,7 +40,7 @@ func (c *control) routes() http.Handler {
 	mux.HandleFunc("GET /entra/state", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		if err := c.entra.Dump(w); err != nil {
-			c.log.Error("control: dump Entra state", slog.Any("error", err))
+			c.log.Error("control: dump Entra state", slog.Any("err", err))
 		}
 	})
 	mux.HandleFunc("GET /entra/requests", func(w http.ResponseWriter, r *http.Request) {

@@ -79,7 +79,7 @@ func newPersonioFront(backend, public string, gate *unavailableGate, log *slog.L
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			log.Warn("personio front: simulator unreachable", slog.String("path", r.URL.Path), slog.Any("error", err))
+			log.Warn("personio front: simulator unreachable", slog.String("path", r.URL.Path), slog.Any("err", err))
 			w.WriteHeader(http.StatusBadGateway)
 		},
 	}

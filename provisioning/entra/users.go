@@ -381,7 +381,7 @@ func (d *Directory) CreateUser(ctx context.Context, nu provisioning.NewUser) (pr
 			// write time, so a landed first create turns the second into an
 			// ObjectConflict, which then waits for the user to replicate.
 			lost = true
-			d.log.Warn("user create response lost; looking the user up before re-sending", "upn", nu.UserPrincipalName, "attempt", attempt, "error", err)
+			d.log.Warn("user create response lost; looking the user up before re-sending", "upn", nu.UserPrincipalName, "attempt", attempt, "err", err)
 			if u, ok := d.adopt(ctx, nu.UserPrincipalName, wantEmp, false); ok {
 				return u, nil
 			}

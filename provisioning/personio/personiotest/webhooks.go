@@ -337,7 +337,7 @@ func (s *Server) deliver(webhookID, target, name string, body []byte, hdr http.H
 		s.mu.Unlock()
 		s.log.LogAttrs(context.Background(), slog.LevelDebug, "webhook delivery",
 			slog.String("webhook_id", webhookID), slog.String("event", name), slog.Int("attempt", attempt),
-			slog.Int("status", d.StatusCode), slog.String("error", d.Error))
+			slog.Int("status", d.StatusCode), slog.String("err", d.Error))
 		if d.Delivered || !retry || closed {
 			return
 		}
