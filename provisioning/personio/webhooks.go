@@ -14,7 +14,7 @@ import (
 
 // WebhookEvents are the events the product subscribes to: every person and
 // employment event, including the date-driven employment.started and
-// employment.terminated (personio.md §1.2).
+// employment.terminated (docs/personio-api.md#webhook-events).
 var WebhookEvents = []string{
 	"person.created", "person.updated", "person.deleted",
 	"employment.created", "employment.updated", "employment.deleted",
@@ -55,7 +55,8 @@ func (c *Client) ListWebhooks(ctx context.Context) ([]Webhook, error) {
 // RegisterWebhook makes sure exactly one subscription delivers our events
 // to webhookURL with token: it updates the subscription that already has
 // this URL, or creates one. Either way it sets status ENABLED explicitly
-// (a created webhook defaults to DISABLED, personio.md §1.1), auth type
+// (a created webhook defaults to DISABLED,
+// https://developer.personio.de/reference/post_v2-webhooks), auth type
 // TOKEN and the token, which Personio sends verbatim in Authorization.
 // Setting the token on every call is how the token is rotated.
 func (c *Client) RegisterWebhook(ctx context.Context, webhookURL, token string) (Webhook, error) {
