@@ -236,7 +236,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 // addManagedGroups creates the groups the rules manage, as stack.go does
 // for the demo: security groups, and "Women" as a Microsoft 365 group
-// (Graph cannot manage mail-enabled security groups, graph.md).
+// (Graph cannot manage mail-enabled security groups,
+// docs/graph-behaviour.md#groups-graph-cannot-write).
 func addManagedGroups(ent *entratest.Server, rs *rules.Rules) map[string]string {
 	out := map[string]string{}
 	for _, key := range rs.ManagedGroups() {
