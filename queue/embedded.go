@@ -43,8 +43,8 @@ func WithServerName(name string) EmbeddedOption {
 
 // StartEmbedded starts a single-node JetStream server that stores its data
 // under dataDir/jetstream (always an explicit store directory, never the
-// shared $TMPDIR default: docs/jetstream.md#embedding-and-reconnecting). The caller shuts it down with
-// Shutdown and WaitForShutdown.
+// shared $TMPDIR default: docs/jetstream.md#embedding-and-reconnecting).
+// The caller shuts it down with Shutdown and WaitForShutdown.
 func StartEmbedded(dataDir string, logger *slog.Logger, opts ...EmbeddedOption) (*server.Server, error) {
 	if dataDir == "" {
 		return nil, errors.New("queue: embedded NATS: empty data directory")
@@ -104,8 +104,9 @@ func ConnectEmbedded(s *server.Server, name string, logger *slog.Logger, extra .
 // several servers separated by commas; tls:// URLs use TLS with the system
 // roots (so SSL_CERT_FILE works). credsFile, if set, is a NATS credentials
 // file (JWT and nkey seed). The connection reconnects forever (the default
-// gives up after about 2 minutes, docs/jetstream.md#embedding-and-reconnecting). While ctx allows, a failing
-// first connect is retried every second, so a process may start before NATS.
+// gives up after about 2 minutes, docs/jetstream.md#embedding-and-reconnecting).
+// While ctx allows, a failing first connect is retried every second, so a
+// process may start before NATS.
 func Connect(ctx context.Context, url, credsFile, name string, logger *slog.Logger, extra ...nats.Option) (*nats.Conn, error) {
 	if logger == nil {
 		logger = slog.Default()

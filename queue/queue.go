@@ -35,8 +35,8 @@ const (
 type Config struct {
 	// Partitions is the number of person partitions P (QUEUE_PARTITIONS,
 	// default 32). Throughput is about P / handler latency
-	// (docs/jetstream.md#one-consumer-per-partition). Changing it on an existing stream is refused: the old
-	// partitions must be drained first.
+	// (docs/jetstream.md#one-consumer-per-partition). Changing it on an
+	// existing stream is refused: the old partitions must be drained first.
 	Partitions int
 	// Replicas of every stream and consumer: 1 single node, 3 in a cluster.
 	Replicas int
@@ -237,9 +237,10 @@ func (q *Queue) setup(ctx context.Context) error {
 	// MaxAckPending 1 is what makes a person's work strictly one at a time
 	// across every worker process; no BackOff (retries use NakWithDelay) and
 	// no InactiveThreshold (an idle fleet must not lose its consumers,
-	// docs/jetstream.md#consumers-and-acknowledgements). MaxDeliver is one more than the configured attempts: the
-	// worker dead-letters on the last attempt itself, and the spare delivery
-	// lets it dead-letter a message whose last attempt died with its worker.
+	// docs/jetstream.md#consumers-and-acknowledgements). MaxDeliver is one
+	// more than the configured attempts: the worker dead-letters on the last
+	// attempt itself, and the spare delivery lets it dead-letter a message
+	// whose last attempt died with its worker.
 	for k := 0; k < q.cfg.Partitions; k++ {
 		cc := jetstream.ConsumerConfig{
 			Durable:       partitionConsumerName(k),
