@@ -73,7 +73,9 @@ type Publisher interface {
 // WebhookConfig configures the receiver.
 type WebhookConfig struct {
 	// Tokens are the accepted Authorization header values (Personio sends
-	// the configured token verbatim, personio.md §1.4). More than one allows
+	// the configured token verbatim,
+	// https://developer.personio.de/reference/post_v2-webhooks). More than
+	// one allows
 	// rotation: keep the old token until its retries are over.
 	Tokens []string
 	// Insecure accepts deliveries without checking a token. Only honoured
@@ -85,7 +87,7 @@ type WebhookConfig struct {
 	MaxBodyBytes int64
 	// PublishTimeout bounds the wait for the JetStream acknowledgement
 	// (default 2s), well inside the 3 s Personio waits for an answer
-	// (personio.md §1.5), so a stalled NATS yields a 503 that Personio
+	// (docs/personio-api.md#webhook-deliveries), so a stalled NATS yields a 503 that Personio
 	// retries instead of a timeout.
 	PublishTimeout time.Duration
 	Logger         *slog.Logger
@@ -167,7 +169,8 @@ func (w *Webhook) authorized(header string) bool {
 
 // ServeHTTP handles one delivery. It answers 202 only after JetStream
 // acknowledged the event; 503 when that is not possible in time, so that
-// Personio retries (it retries timeouts and 5xx, never 4xx: personio.md §1.5).
+// Personio retries (it retries timeouts and 5xx, never 4xx:
+// docs/personio-api.md#webhook-deliveries).
 func (w *Webhook) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	outcome := w.serve(rw, r)

@@ -13,7 +13,7 @@ import (
 	"time"
 )
 
-// Envelope is a Personio webhook delivery (personio.md §1.3):
+// Envelope is a Personio webhook delivery (docs/personio-api.md#webhook-deliveries):
 // {company_id, event_name, occurred_at, payload, meta}, the first four
 // required.
 type Envelope struct {
@@ -89,7 +89,7 @@ func ParseEnvelope(body []byte) (Envelope, error) {
 	}
 
 	// Entity ids: persons carry payload.person.id, employments
-	// payload.employment.id and maybe payload.person.id (personio.md §1.3;
+	// payload.employment.id and maybe payload.person.id (docs/personio-api.md#webhook-deliveries;
 	// the inner shape is inferred, so the parse is lenient about extra keys).
 	switch eventKind(env.EventName) {
 	case kindPerson:
@@ -118,7 +118,7 @@ func (e Envelope) PersonID() string     { return e.personID }
 func (e Envelope) EmploymentID() string { return e.employmentID }
 
 // DeliveryID identifies the delivery for de-duplication. Personio sends no
-// event id, and its retries resend the same body (personio.md §1.5), so the
+// event id, and its retries resend the same body (docs/personio-api.md#webhook-deliveries), so the
 // id is a SHA-256 over company_id, event_name, occurred_at (normalised to
 // UTC) and the canonical payload: a retry maps to the same id even if the
 // JSON formatting or key order differ, while a new event about the same
@@ -261,8 +261,9 @@ const (
 	kindIgnored
 )
 
-// Events that are known but do not concern Entra accounts (personio.md
-// §1.2). Both spellings of absence and attendance events occur (§1.3).
+// Events that are known but do not concern Entra accounts
+// (docs/personio-api.md#webhook-events). Both spellings of absence and attendance
+// events occur (docs/personio-api.md#webhook-deliveries).
 var ignoredEvents = map[string]bool{
 	"absence-period.created": true, "absence-period.updated": true, "absence-period.deleted": true,
 	"absence-period.updated.timerange": true, "absence-period.updated.status": true,

@@ -407,8 +407,9 @@ func TestWebhookUnavailableThenRetryAccepted(t *testing.T) {
 	waitUntil(t, 10*time.Second, func() bool { return nc.IsConnected() })
 	// The refused publish may still have reached the server from the
 	// client's reconnect buffer: "a timeout does not mean not stored"
-	// (nats.md §1). Either way the retry is a success and the event is on
-	// the stream exactly once, thanks to the delivery id.
+	// (docs/jetstream.md#publishing-and-de-duplication). Either way the retry
+	// is a success and the event is on the stream exactly once, thanks to the
+	// delivery id.
 	status, out = e.post(t, tokenOld, "application/json", body)
 	if !(status == http.StatusAccepted && out["status"] == "accepted" || status == http.StatusOK && out["status"] == "duplicate") {
 		t.Fatalf("retry after NATS is back: %d %v, want 202 accepted or 200 duplicate", status, out)

@@ -12,7 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Headers on dead letters (nats.md §8 "Handler steps" 6).
+// Headers on dead letters (docs/jetstream.md#handling-a-message).
 const (
 	HeaderDLQReason      = "Personio-Entra-Dlq-Reason" // permanent | max_deliveries
 	HeaderDLQError       = "Personio-Entra-Dlq-Error"

@@ -30,8 +30,8 @@ func WithListen(host string, port int) EmbeddedOption {
 // WithSyncAlways sets whether every write is fsynced before the PubAck.
 // StartEmbedded turns it on: a 202 to Personio is only safe if the event
 // survives a power cut, and the default 2-minute fsync interval lost
-// acknowledged writes in Jepsen's analysis (nats.md §1 "Durability of the
-// acknowledgement").
+// acknowledged writes in Jepsen's analysis
+// (https://jepsen.io/analyses/nats-2.12.1, docs/jetstream.md#durability).
 func WithSyncAlways(on bool) EmbeddedOption {
 	return func(o *server.Options) { o.SyncAlways = on }
 }
@@ -42,9 +42,9 @@ func WithServerName(name string) EmbeddedOption {
 }
 
 // StartEmbedded starts a single-node JetStream server that stores its data
-// under dataDir/jetstream (nats.md §5 "Embedding"; always an explicit store
-// directory, never the shared $TMPDIR default). The caller shuts it down with
-// Shutdown and WaitForShutdown.
+// under dataDir/jetstream (always an explicit store directory, never the
+// shared $TMPDIR default: docs/jetstream.md#embedding-and-reconnecting).
+// The caller shuts it down with Shutdown and WaitForShutdown.
 func StartEmbedded(dataDir string, logger *slog.Logger, opts ...EmbeddedOption) (*server.Server, error) {
 	if dataDir == "" {
 		return nil, errors.New("queue: embedded NATS: empty data directory")
@@ -67,7 +67,8 @@ func StartEmbedded(dataDir string, logger *slog.Logger, opts ...EmbeddedOption) 
 		DontListen: true,
 		NoSigs:     true,
 		SyncAlways: true,
-		// Monitoring stays off: it has no authentication (nats.md §6).
+		// Monitoring stays off: it has no authentication
+		// (https://docs.nats.io/running-a-nats-service/nats_admin/monitoring).
 	}
 	for _, opt := range opts {
 		opt(o)
@@ -102,9 +103,10 @@ func ConnectEmbedded(s *server.Server, name string, logger *slog.Logger, extra .
 // Connect connects to an external NATS server or cluster. url may list
 // several servers separated by commas; tls:// URLs use TLS with the system
 // roots (so SSL_CERT_FILE works). credsFile, if set, is a NATS credentials
-// file (JWT and nkey seed). The connection reconnects forever (nats.md §5:
-// the default gives up after about 2 minutes). While ctx allows, a failing
-// first connect is retried every second, so a process may start before NATS.
+// file (JWT and nkey seed). The connection reconnects forever (the default
+// gives up after about 2 minutes, docs/jetstream.md#embedding-and-reconnecting).
+// While ctx allows, a failing first connect is retried every second, so a
+// process may start before NATS.
 func Connect(ctx context.Context, url, credsFile, name string, logger *slog.Logger, extra ...nats.Option) (*nats.Conn, error) {
 	if logger == nil {
 		logger = slog.Default()

@@ -30,7 +30,7 @@ const (
 type Event struct {
 	// MsgID identifies the delivery for de-duplication (required). The
 	// receiver derives it from the delivery's content, since Personio sends
-	// no event id (personio.md §1.5).
+	// no event id (docs/personio-api.md#webhook-deliveries).
 	MsgID string
 	// CompanyID, Name and OccurredAt come from the envelope.
 	CompanyID  string
@@ -49,7 +49,7 @@ type Event struct {
 // acknowledged it. duplicate is true when the same delivery was already
 // stored within the de-duplication window; nothing new was queued then.
 // Retry a failed call with the same Event: a timeout does not mean "not
-// stored" (nats.md §1).
+// stored" (docs/jetstream.md#publishing-and-de-duplication).
 func (q *Queue) PublishEvent(ctx context.Context, ev Event) (duplicate bool, err error) {
 	if ev.MsgID == "" {
 		return false, errors.New("queue: publish event: empty message id")

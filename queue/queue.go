@@ -4,7 +4,7 @@
 // stream, future-dated wake-ups (message schedules), the audit stream and KV
 // buckets.
 //
-// The design follows nats.md §8 ("Recommended design"): one Limits stream
+// The design (docs/jetstream.md#design-of-the-queue) is one Limits stream
 // whose subjects are partitioned by person id with a subject transform, and
 // one durable pull consumer per partition with MaxAckPending 1, so that any
 // number of worker processes share the work while one person is never handled
@@ -34,9 +34,9 @@ const (
 // Config tunes the queue. The zero value of every field means its default.
 type Config struct {
 	// Partitions is the number of person partitions P (QUEUE_PARTITIONS,
-	// default 32). Throughput is about P / handler latency (nats.md §8
-	// "Throughput"). Changing it on an existing stream is refused: the old
-	// partitions must be drained first.
+	// default 32). Throughput is about P / handler latency
+	// (docs/jetstream.md#one-consumer-per-partition). Changing it on an
+	// existing stream is refused: the old partitions must be drained first.
 	Partitions int
 	// Replicas of every stream and consumer: 1 single node, 3 in a cluster.
 	Replicas int
@@ -47,27 +47,27 @@ type Config struct {
 	// Duplicates is the de-duplication window of webhook deliveries
 	// (default 7 days). Personio retries a delivery for up to 3 days
 	// according to its reference page and up to 6 days according to its
-	// changelog (personio.md §1.5), always with the same body, so the window
+	// changelog (docs/personio-api.md#webhook-deliveries), always with the same body, so the window
 	// covers the longer horizon: a retry that arrives after a slow 2xx or a
 	// lost response is recognised instead of queuing work twice. The window
 	// is counted from first sight and costs one small in-memory entry per
-	// delivery (nats.md §1 "De-duplication"), trivial at HR volumes. It must
+	// delivery (docs/jetstream.md#publishing-and-de-duplication), trivial at HR volumes. It must
 	// not exceed MaxAge; on this Limits stream the ids are rebuilt from the
 	// stored messages after a restart, so the window survives restarts
-	// (nats.md §1 "Restart gap").
+	// (docs/jetstream.md#publishing-and-de-duplication).
 	Duplicates time.Duration
 
 	// AckWait is how long a delivered message may go without an ack or an
 	// InProgress heartbeat before the server gives it to another worker
-	// (default 60s, nats.md §8 "Consumers"). Workers send InProgress every
+	// (default 60s, docs/jetstream.md#one-consumer-per-partition). Workers send InProgress every
 	// AckWait/3 while the handler runs.
 	AckWait time.Duration
 	// MaxDeliver is the number of attempts before a message goes to the
 	// dead-letter stream (default 8).
 	MaxDeliver int
 	// RetryBase and RetryMax bound the retry delay: attempt n waits
-	// min(RetryBase·2^(n-1), RetryMax) (defaults 2s and 2m; nats.md §8
-	// "Handler steps" 5).
+	// min(RetryBase·2^(n-1), RetryMax) (defaults 2s and 2m;
+	// docs/jetstream.md#handling-a-message).
 	RetryBase, RetryMax time.Duration
 	// ShutdownGrace is how long RunWorkers lets running handlers finish
 	// after its context ends (default 20s) before cancelling them.
@@ -178,7 +178,7 @@ func (q *Queue) setup(ctx context.Context) error {
 		return fmt.Errorf("queue: open: look up stream %s: %w", EventStream, err)
 	}
 
-	// Limits rather than WorkQueue retention (nats.md §8 "Why Limits"): the
+	// Limits rather than WorkQueue retention (docs/jetstream.md#why-a-limits-stream): the
 	// de-duplication ids survive restarts, the log can be replayed and
 	// audited, further consumers can be added, and a dead message needs no
 	// manual delete.
@@ -193,10 +193,10 @@ func (q *Queue) setup(ctx context.Context) error {
 		Storage:    jetstream.FileStorage,
 		Replicas:   q.cfg.Replicas,
 		MaxAge:     q.cfg.MaxAge,
-		Discard:    jetstream.DiscardOld, // message schedules forbid DiscardNew (nats.md §2)
+		Discard:    jetstream.DiscardOld, // message schedules forbid DiscardNew (docs/jetstream.md#subjects-and-partitions)
 		Duplicates: q.cfg.Duplicates,
 		// Schedules need AllowMsgSchedules, and Nats-TTL: never on the
-		// schedule message needs AllowMsgTTL (nats.md §4).
+		// schedule message needs AllowMsgTTL (docs/jetstream.md#message-schedules).
 		AllowMsgTTL:       true,
 		AllowMsgSchedules: true,
 		AllowRollup:       true,
@@ -232,13 +232,15 @@ func (q *Queue) setup(ctx context.Context) error {
 		return fmt.Errorf("queue: open: create or update stream %s: %w", AuditStream, err)
 	}
 
-	// One durable pull consumer per partition (nats.md §8 "Consumers"):
+	// One durable pull consumer per partition
+	// (docs/jetstream.md#one-consumer-per-partition):
 	// MaxAckPending 1 is what makes a person's work strictly one at a time
 	// across every worker process; no BackOff (retries use NakWithDelay) and
 	// no InactiveThreshold (an idle fleet must not lose its consumers,
-	// nats.md §3). MaxDeliver is one more than the configured attempts: the
-	// worker dead-letters on the last attempt itself, and the spare delivery
-	// lets it dead-letter a message whose last attempt died with its worker.
+	// docs/jetstream.md#consumers-and-acknowledgements). MaxDeliver is one
+	// more than the configured attempts: the worker dead-letters on the last
+	// attempt itself, and the spare delivery lets it dead-letter a message
+	// whose last attempt died with its worker.
 	for k := 0; k < q.cfg.Partitions; k++ {
 		cc := jetstream.ConsumerConfig{
 			Durable:       partitionConsumerName(k),
@@ -270,7 +272,7 @@ func (q *Queue) setup(ctx context.Context) error {
 // ensureConsumer creates a missing consumer or updates an existing one. A
 // consumer created on a stream that already holds messages starts at new
 // messages: on a Limits stream DeliverAll would replay the whole retained
-// history (nats.md §8 "Consumers").
+// history (docs/jetstream.md#consumers-and-acknowledgements).
 func (q *Queue) ensureConsumer(ctx context.Context, cc jetstream.ConsumerConfig) error {
 	c, err := q.js.Consumer(ctx, EventStream, cc.Durable)
 	switch {

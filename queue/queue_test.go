@@ -33,7 +33,8 @@ func (w *tWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// startServer runs a real embedded JetStream server in a temp dir (nats.md §5).
+// startServer runs a real embedded JetStream server in a temp dir
+// (docs/jetstream.md#embedding-and-reconnecting).
 func startServer(t testing.TB, opts ...EmbeddedOption) *server.Server {
 	t.Helper()
 	dir := t.TempDir()
@@ -150,7 +151,8 @@ func TestTokenRoundTrip(t *testing.T) {
 	}
 }
 
-// The client-side partition must match the server's transform (nats.md §2).
+// The client-side partition must match the server's transform
+// (docs/jetstream.md#subjects-and-partitions).
 func TestPartitionMatchesServerTransform(t *testing.T) {
 	s := startServer(t)
 	q := openQueue(t, s, "partition", fastConfig())
@@ -496,7 +498,8 @@ func TestScheduleFiresAndCancels(t *testing.T) {
 		if c.person != "leaver" || c.work.Reason != ReasonSchedule || c.work.Detail != "last working day 2026-12-31" {
 			t.Errorf("fired %+v, want leaver/schedule/last working day", c)
 		}
-		// @at has second resolution, so it may fire up to ~1s early (nats.md §4).
+		// @at has second resolution, so it may fire up to ~1s early
+		// (docs/jetstream.md#message-schedules).
 		if c.at.Before(at.Add(-1100 * time.Millisecond)) {
 			t.Errorf("fired at %v, before %v", c.at, at)
 		}

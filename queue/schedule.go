@@ -13,16 +13,17 @@ import (
 
 // Schedule arranges for the person's Handler to run at `at` (reason
 // ReasonSchedule, with detail as Work.Detail), replacing any earlier schedule
-// for that person (nats.md §4 "One schedule per subject": a new schedule on
-// the same subject replaces the old one). A time in the past fires at once.
+// for that person (a new schedule on the same subject replaces the old one,
+// docs/jetstream.md#message-schedules). A time in the past fires at once.
 //
 // The schedule is a JetStream message schedule on pe.sched.person.<id> that
 // targets the person's work subject, so the wake-up lands in the person's
-// partition and is serialised with their other work (nats.md §8
-// "Future-dated actions"). It carries Nats-TTL: never because a schedule
+// partition and is serialised with their other work
+// (docs/jetstream.md#future-dated-work). It carries Nats-TTL: never because a schedule
 // older than the stream's MaxAge would otherwise be deleted silently and
-// never fire (nats.md §4 "Retention interaction"). No Msg-Id: a move D→D2→D
-// within the de-duplication window would drop the third publish (§8 step 2).
+// never fire (docs/jetstream.md#message-schedules). No Msg-Id: a move D→D2→D
+// within the de-duplication window would drop the third publish
+// (docs/jetstream.md#future-dated-work).
 // Handlers must re-check the source of truth when woken: overdue schedules
 // fire right after an outage and a cancel can race the firing.
 func (q *Queue) Schedule(ctx context.Context, personID string, at time.Time, detail string) error {
@@ -47,8 +48,8 @@ func (q *Queue) Schedule(ctx context.Context, personID string, at time.Time, det
 	return nil
 }
 
-// CancelSchedule removes the person's pending schedule, if any (nats.md §4
-// "Cancel": purge the schedule subject).
+// CancelSchedule removes the person's pending schedule, if any, by purging
+// the schedule subject (docs/jetstream.md#message-schedules).
 func (q *Queue) CancelSchedule(ctx context.Context, personID string) error {
 	subj, err := scheduleSubject(personID)
 	if err != nil {

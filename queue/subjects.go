@@ -8,7 +8,7 @@ import (
 	"strings"
 )
 
-// Subject layout (nats.md §2 "Subjects per entity", §8 "Stream HR"). Every
+// Subject layout (docs/jetstream.md#subjects). Every
 // subject lives under one prefix so that the event stream, the dead-letter
 // stream and the audit stream never overlap.
 //
@@ -49,8 +49,8 @@ var ErrInvalidID = errors.New("invalid id")
 // [A-Za-z0-9_-] (Personio's numeric person ids and UUID employment ids) are
 // used as they are, so subjects stay readable; anything else is hex-encoded
 // behind a '~', a character that never appears in a plain token, so the
-// mapping is injective and reversible (nats.md §2: tokens must not contain
-// '.', '*', '>' or whitespace).
+// mapping is injective and reversible (tokens must not contain '.', '*', '>'
+// or whitespace: docs/jetstream.md#subjects-and-partitions).
 func encodeToken(id string) (string, error) {
 	if id == "" {
 		return "", fmt.Errorf("%w: empty", ErrInvalidID)
@@ -139,8 +139,8 @@ func parseWorkSubject(subj string) (workTarget, error) {
 	return workTarget{}, fmt.Errorf("subject %q is not a work subject", subj)
 }
 
-// partitionTransform is the stream's subject transform (nats.md §2
-// "Partitioning by subject transform"): the server hashes the person token
+// partitionTransform is the stream's subject transform
+// (docs/jetstream.md#subjects-and-partitions): the server hashes the person token
 // (FNV-1a 32 mod P) so every message for one person lands in one partition.
 func partitionTransform(partitions int) (source, destination string) {
 	return ingestPersonPrefix + "*.*",
@@ -148,7 +148,8 @@ func partitionTransform(partitions int) (source, destination string) {
 }
 
 // partitionOf computes on the client the partition the server's transform
-// picks (nats.md §2: verified to match getHashPartition).
+// picks (it matches the server's getHashPartition, checked by
+// TestPartitionMatchesServerTransform; docs/jetstream.md#subjects-and-partitions).
 func partitionOf(personID string, partitions int) (int, error) {
 	tok, err := encodeToken(personID)
 	if err != nil {

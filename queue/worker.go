@@ -16,10 +16,12 @@ import (
 )
 
 // Handler converges one person. It must be idempotent: delivery is
-// at-least-once. work.From(ctx) says why it runs. It returns a work.Result
-// (done, or come back after RequeueAfter) and an error: a work.Terminal error
-// goes to the dead letters at once, any other error is retried with backoff
-// (or after RequeueAfter when set).
+// at-least-once and late acks are accepted
+// (docs/jetstream.md#consumers-and-acknowledgements). work.From(ctx) says
+// why it runs. It returns a work.Result (done, or come back after
+// RequeueAfter) and an error: a work.Terminal error goes to the dead letters
+// at once, any other error is retried with backoff (or after RequeueAfter
+// when set).
 type Handler func(ctx context.Context, personID string) (work.Result, error)
 
 // Resolver finds the person of an employment, for employment events that
@@ -41,8 +43,8 @@ func ReasonFrom(ctx context.Context) string { return work.Reason(ctx) }
 // rest and gives their messages back (Nak), and returns. Any number of
 // processes may run it at once: each partition's consumer has MaxAckPending
 // 1, so the server hands a partition's next message to exactly one of them
-// after the previous one was acked (nats.md §3 option A, §8 "Every worker
-// process"). People in different partitions run in parallel, up to one
+// after the previous one was acked (docs/jetstream.md#one-consumer-per-partition).
+// People in different partitions run in parallel, up to one
 // handler per partition per process.
 //
 // With a nil Resolver this process does not consume employment events that
@@ -94,7 +96,7 @@ type workFn func(ctx context.Context, w Work) (work.Result, error)
 
 // consumeLoop pulls one message at a time from one consumer
 // (PullMaxMessages(1): nothing waits in a local buffer while its AckWait
-// runs, nats.md §7 pitfall 1) until ctx ends.
+// runs, docs/jetstream.md#consumers-and-acknowledgements) until ctx ends.
 func (q *Queue) consumeLoop(ctx, workCtx context.Context, consumer string, fn workFn) {
 	log := q.logger.With(slog.String("consumer", consumer))
 	retry := func() bool {
@@ -208,7 +210,8 @@ func (q *Queue) process(workCtx context.Context, log *slog.Logger, msg jetstream
 		log.Debug("work requeued", "requeue_after", res.RequeueAfter)
 
 	case herr == nil && res.RequeueAfter == 0:
-		// DoubleAck: a lost ack would re-run the whole reconcile (nats.md §3).
+		// DoubleAck: a lost ack would re-run the whole reconcile
+		// (docs/jetstream.md#consumers-and-acknowledgements).
 		if err := msg.DoubleAck(opCtx); err != nil {
 			log.Warn("workers: ack not confirmed; the work may run again", slog.Any("err", err))
 		}
@@ -258,7 +261,7 @@ func (q *Queue) process(workCtx context.Context, log *slog.Logger, msg jetstream
 	default:
 		// NakWithDelay keeps the partition's single ack-pending slot for the
 		// delay, so later work for this person cannot overtake the retry
-		// (nats.md §8 "Handler steps" 5; the cost is head-of-line blocking
+		// (docs/jetstream.md#handling-a-message; the cost is head-of-line blocking
 		// for the partition, bounded by RetryMax).
 		delay := q.backoff(attempt)
 		if res.RequeueAfter > 0 {
@@ -309,8 +312,8 @@ func (q *Queue) holdForDeadLetter(ctx context.Context, log *slog.Logger, msg jet
 	}
 }
 
-// runHandler calls fn with InProgress heartbeats every AckWait/3 (nats.md §8
-// "Handler steps" 1) and turns a panic into an error.
+// runHandler calls fn with InProgress heartbeats every AckWait/3
+// (docs/jetstream.md#handling-a-message) and turns a panic into an error.
 func (q *Queue) runHandler(workCtx context.Context, msg jetstream.Msg, w Work, fn workFn) (res work.Result, err error) {
 	ctx, cancel := context.WithCancel(work.WithInfo(workCtx, w))
 	defer cancel()

@@ -256,7 +256,7 @@ func (r *Rules) phase(d *Desired, e model.Employee, now time.Time) {
 	}
 }
 
-// attribute limits from graph.md §1.2 (characters).
+// attribute limits in characters (docs/graph-behaviour.md#user-property-limits).
 var maxLen = map[string]int{
 	"employeeId": 16, "department": 64, "jobTitle": 128, "companyName": 64, "mobilePhone": 64,
 	"streetAddress": 1024, "city": 128, "state": 128, "country": 128, "postalCode": 40,
@@ -265,7 +265,7 @@ var maxLen = map[string]int{
 
 // clearable reports whether Graph lets the property be emptied (null).
 // displayName cannot be cleared and usageLocation is not nullable
-// (graph.md §1.2).
+// (docs/graph-behaviour.md#user-property-limits).
 func clearable(prop string) bool {
 	return prop != "displayName" && prop != "usageLocation"
 }

@@ -8,7 +8,9 @@ import (
 	"time"
 )
 
-// The checks below restate graph.md §1.3 independently of names.go, so that
+// The checks below restate Entra's name rules
+// (docs/graph-behaviour.md#user-principal-names-and-mail-nicknames)
+// independently of names.go, so that
 // a bug in ValidUPN cannot hide a bug in the generator.
 var (
 	upnRe  = regexp.MustCompile(`^[A-Za-z0-9'._!#^~-]{1,64}@[A-Za-z0-9.-]{1,48}$`)

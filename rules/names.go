@@ -4,7 +4,8 @@ import (
 	"strings"
 )
 
-// Limits for user principal names and mail nicknames (graph.md §1.3).
+// Limits for user principal names and mail nicknames
+// (docs/graph-behaviour.md#user-principal-names-and-mail-nicknames).
 const (
 	maxUPNLocal    = 64
 	maxUPNDomain   = 48
@@ -14,7 +15,8 @@ const (
 )
 
 // upnChar reports whether c may appear in the local part of a user principal
-// name: A–Z a–z 0–9 ' . - _ ! # ^ ~ (graph.md §1.3).
+// name: A–Z a–z 0–9 ' . - _ ! # ^ ~
+// (https://learn.microsoft.com/en-us/entra/identity/authentication/concept-sspr-policy).
 func upnChar(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
 		strings.IndexByte(upnPunctuation, c) >= 0
@@ -23,8 +25,10 @@ func upnChar(c byte) bool {
 // nickChar reports whether c may appear in a mail nickname. Graph documents
 // user aliases only as "required, ≤ 64"; for groups it forbids
 // @ ( ) / [ ] ' ; : < > , space and, on another page, \ " and the dot. We
-// apply the union of both lists to the UPN character set (graph.md §1.3,
-// open question Q2), which leaves A–Z a–z 0–9 - _ ! # ^ ~.
+// apply the union of both lists to the UPN character set, which leaves
+// A–Z a–z 0–9 - _ ! # ^ ~; which characters Graph really refuses in a user's
+// nickname is undocumented
+// (docs/graph-behaviour.md#user-principal-names-and-mail-nicknames).
 func nickChar(c byte) bool {
 	return upnChar(c) && c != '\'' && c != '.'
 }
@@ -32,7 +36,8 @@ func nickChar(c byte) bool {
 // ValidUPN reports whether upn is acceptable to Entra as a user principal
 // name: one @, a local part of 1–64 characters from the UPN set without a
 // leading, trailing or doubled dot, a domain of at most 48 characters that
-// is a DNS name, at most 113 characters in total (graph.md §1.3).
+// is a DNS name, at most 113 characters in total
+// (docs/graph-behaviour.md#user-principal-names-and-mail-nicknames).
 func ValidUPN(upn string) bool {
 	at := strings.IndexByte(upn, '@')
 	if at < 0 || strings.IndexByte(upn[at+1:], '@') >= 0 || len(upn) > maxUPN {
@@ -55,7 +60,8 @@ func validLocal(local string) bool {
 }
 
 // validDomain accepts a DNS name of letters, digits and inner hyphens with at
-// least two labels, at most 48 characters (graph.md §1.3).
+// least two labels, at most 48 characters
+// (docs/graph-behaviour.md#user-principal-names-and-mail-nicknames).
 func validDomain(d string) bool {
 	if d == "" || len(d) > maxUPNDomain {
 		return false

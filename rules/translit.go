@@ -7,7 +7,7 @@ import (
 
 // Transliteration says how names are turned into ASCII for user principal
 // names and mail nicknames: Entra accepts no accented characters there
-// (graph.md §1.3).
+// (docs/graph-behaviour.md#user-principal-names-and-mail-nicknames).
 type Transliteration string
 
 const (

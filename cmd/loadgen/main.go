@@ -8,7 +8,7 @@
 // -max-requests, whichever comes first, and prints the number sent, the
 // status counts, the achieved rate and the p50/p90/p99/max latency.
 // Deliveries look like Personio's (dataless envelope, token verbatim in
-// Authorization, personio.md §1.4); each body is unique, so every one is
+// Authorization, docs/personio-api.md#webhook-subscriptions); each body is unique, so every one is
 // stored and queued.
 package main
 

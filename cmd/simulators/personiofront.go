@@ -93,8 +93,8 @@ func newPersonioFront(backend, public string, gate *unavailableGate, log *slog.L
 }
 
 // writeUnavailable answers 503 in the error envelope of the API version
-// the path belongs to (personio.md: v1 {success:false,error}, v2
-// application/problem+json).
+// the path belongs to (v1 {success:false,error}, v2
+// application/problem+json; docs/personio-api.md#rate-limits-and-errors).
 func writeUnavailable(w http.ResponseWriter, r *http.Request) {
 	const msg = "Service temporarily unavailable"
 	var body any

@@ -1,6 +1,6 @@
 // Package entra implements provisioning.Directory on Microsoft Graph with
 // msgraph-sdk-go and azidentity. It is the only package of the product that
-// imports the Graph SDK (it takes minutes to compile, graph.md §8.7).
+// imports the Graph SDK (it takes minutes to compile, docs/graph-behaviour.md#sdk-build-time).
 package entra
 
 import (
@@ -47,10 +47,12 @@ type Config struct {
 	// Retry bounds retries of 429/503/504 (zero values: defaults).
 	Retry RetryPolicy
 	// ReplicationWait bounds how long reads and references of an object
-	// this process just created are retried on 404 (graph.md §5.4; default 30s).
+	// this process just created are retried on 404 (default 30s; see
+	// docs/graph-behaviour.md#replication-delay).
 	ReplicationWait time.Duration
 	// RoleAssignableGroups says the app holds RoleManagement.ReadWrite.Directory,
-	// so the members of role-assignable groups can be managed (graph.md §4.3).
+	// so the members of role-assignable groups can be managed
+	// (docs/graph-behaviour.md#groups-graph-cannot-write).
 	RoleAssignableGroups bool
 	// LeaveDate says the app holds User-LifeCycleInfo.ReadWrite.All, so
 	// employeeLeaveDateTime is read (and may be written).
@@ -64,7 +66,8 @@ type cloudInfo struct {
 	graph string // Graph base URL
 }
 
-// Authority, Graph host and scope per national cloud (graph.md §8.1, §8.9).
+// Authority, Graph host and scope per national cloud
+// (docs/graph-behaviour.md#sdk-base-url-and-token-hosts).
 var clouds = map[string]cloudInfo{
 	"public": {cloud.AzurePublic, "https://graph.microsoft.com/v1.0"},
 	"usgov":  {cloud.AzureGovernment, "https://graph.microsoft.us/v1.0"},
@@ -133,7 +136,8 @@ func New(ctx context.Context, cfg Config) (*Directory, error) {
 		}
 	}
 	// The auth provider only attaches tokens for allow-listed hosts and
-	// silently sends none for others (graph.md §8.1): list the override's host.
+	// silently sends none for others: list the override's host
+	// (docs/graph-behaviour.md#sdk-base-url-and-token-hosts).
 	hosts := []string{"graph.microsoft.com", "graph.microsoft.us", "dod-graph.microsoft.us", "microsoftgraph.chinacloudapi.cn"}
 	if h := gu.Hostname(); !containsFold(hosts, h) {
 		hosts = append(hosts, h)
@@ -161,7 +165,8 @@ func New(ctx context.Context, cfg Config) (*Directory, error) {
 	if err != nil {
 		return nil, fmt.Errorf("entra: graph request adapter: %w", err)
 	}
-	// The base URL must be set before the client is built (graph.md §8.1).
+	// The base URL must be set before the client is built
+	// (docs/graph-behaviour.md#sdk-base-url-and-token-hosts).
 	adapter.SetBaseUrl(graphBase)
 	repl := cfg.ReplicationWait
 	if repl <= 0 {
@@ -331,8 +336,9 @@ func (d *Directory) isRecent(ids ...string) bool {
 }
 
 // replicationRetry runs fn again while it fails with not-found and one of
-// ids was created by this process recently (graph.md §5.4: a 404 right after
-// a create is normal; retry with backoff).
+// ids was created by this process recently: a 404 right after a create is
+// normal, and the advice is to retry with backoff
+// (docs/graph-behaviour.md#replication-delay).
 func (d *Directory) replicationRetry(ctx context.Context, ids []string, fn func() error) error {
 	err := fn()
 	if err == nil || !errors.Is(err, provisioning.ErrNotFound) || !d.isRecent(ids...) {

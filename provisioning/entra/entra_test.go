@@ -31,7 +31,7 @@ func newUser(i int) provisioning.NewUser {
 }
 
 // Paging: 2,500 users come back complete through users/delta pages of 200,
-// followed via absolute nextLinks (graph.md §3.2, §8.1).
+// followed via absolute nextLinks (docs/graph-behaviour.md#paging).
 func TestListUsersPages2500(t *testing.T) {
 	sim, d, _ := newSimDirectory(t, entratest.Options{})
 	boss := sim.AddUser(entratest.User{UserPrincipalName: "boss@example.com", DisplayName: "Boss", EmployeeID: "1", AccountEnabled: true})
@@ -183,7 +183,8 @@ func TestThrottleStormSameResult(t *testing.T) {
 	t.Logf("storm: %d requests, %d throttled, %d other errors", c.Total, c.Throttled, c.Errors)
 }
 
-// The write budget (graph.md §5.2) answers 429 with Retry-After; the
+// The write budget (https://learn.microsoft.com/en-us/graph/throttling-limits)
+// answers 429 with Retry-After; the
 // adapter waits and finishes. With retries exhausted the error is
 // KindThrottled and carries RetryAfter.
 func TestWriteBudget(t *testing.T) {
@@ -216,7 +217,8 @@ func TestWriteBudget(t *testing.T) {
 	}
 }
 
-// A create whose response is lost must not produce two users (§5.3).
+// A create whose response is lost must not produce two users (see CreateUser
+// and docs/graph-behaviour.md#errors-and-conflicts).
 func TestCreateLostResponseCreatesOnce(t *testing.T) {
 	cases := []struct {
 		name   string
@@ -264,7 +266,8 @@ func TestCreateConflict(t *testing.T) {
 	}
 }
 
-// Eventual consistency (§5.4): reads and references right after a create succeed.
+// Eventual consistency (docs/graph-behaviour.md#replication-delay): reads and
+// references right after a create succeed.
 func TestReadAfterCreateWithReplicationDelay(t *testing.T) {
 	sim, d, _ := newSimDirectory(t, entratest.Options{ReplicationDelay: 600 * time.Millisecond})
 	gid := sim.AddGroup(entratest.Group{DisplayName: "All", SecurityEnabled: true})
@@ -304,7 +307,8 @@ func TestReadAfterCreateWithReplicationDelay(t *testing.T) {
 }
 
 // Group kinds Graph cannot write are refused up front with a reason that
-// says what to use instead (§4.3); writing anyway surfaces Graph's error.
+// says what to use instead (docs/graph-behaviour.md#groups-graph-cannot-write); writing
+// anyway surfaces Graph's error.
 func TestGroupManageability(t *testing.T) {
 	sim, d, _ := newSimDirectory(t, entratest.Options{})
 	cases := []struct {
@@ -346,7 +350,8 @@ func TestGroupManageability(t *testing.T) {
 	}
 }
 
-// Clearing a property sends JSON null on the wire (graph.md §8.6, §Q8), nested
+// Clearing a property sends JSON null on the wire
+// (docs/graph-behaviour.md#sdk-clearing-a-property), nested
 // employeeOrgData keeps its other member, businessPhones is a one-element
 // array and employeeHireDate a DateTimeOffset.
 func TestUpdateClearSendsNull(t *testing.T) {
@@ -389,7 +394,8 @@ func TestUpdateClearSendsNull(t *testing.T) {
 			t.Errorf("attribute %s = %q, want %q", k, got.Attributes[k], v)
 		}
 	}
-	// An empty string would be rejected by Graph (§1.2): the simulator does too.
+	// An empty string would be rejected by Graph
+	// (docs/graph-behaviour.md#user-property-limits): the simulator does too.
 	if err := d.UpdateUser(ctxT(t), id, map[string]*string{"department": ptr("")}); !errors.Is(err, provisioning.ErrPermanent) {
 		t.Fatalf("empty string: want ErrPermanent, got %v", err)
 	}
@@ -397,7 +403,7 @@ func TestUpdateClearSendsNull(t *testing.T) {
 
 // The bearer token reaches a host that is not a Graph cloud host (the
 // simulator on 127.0.0.1): the auth provider's allow-list includes the
-// override host (graph.md §8.1).
+// override host (docs/graph-behaviour.md#sdk-base-url-and-token-hosts).
 func TestBearerTokenReachesOverrideHost(t *testing.T) {
 	sim, d, wire := newSimDirectory(t, entratest.Options{})
 	if err := d.Check(ctxT(t)); err != nil {

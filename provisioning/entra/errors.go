@@ -72,13 +72,14 @@ func deref(s *string) string {
 	return *s
 }
 
-// isConflict: duplicate UPN / proxy address (graph.md §0, §5.1): match the
-// status and details[].code, not the message.
+// isConflict: duplicate UPN / proxy address: match the status and
+// details[].code, not the message (docs/graph-behaviour.md#errors-and-conflicts).
 func (g graphErr) isConflict() bool {
 	return g.status == http.StatusConflict || (g.status == http.StatusBadRequest && g.detailCode == "ObjectConflict")
 }
 
-// isAlreadyMember: 400 Request_BadRequest "...already exist..." (graph.md §4.2).
+// isAlreadyMember: 400 Request_BadRequest "...already exist..."
+// (docs/graph-behaviour.md#group-membership).
 // Status and code first, message second.
 func (g graphErr) isAlreadyMember() bool {
 	return g.status == http.StatusBadRequest && g.code == "Request_BadRequest" &&

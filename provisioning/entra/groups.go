@@ -12,14 +12,16 @@ import (
 	"github.com/personio-entra/personio-entra/provisioning"
 )
 
-// membersPerRequest is Graph's limit for members@odata.bind (graph.md §4.1).
+// membersPerRequest is Graph's limit for members@odata.bind
+// (https://learn.microsoft.com/en-us/graph/api/group-post-members).
 const membersPerRequest = 20
 
 var groupSelect = []string{"id", "displayName", "groupTypes", "mailEnabled", "securityEnabled",
 	"membershipRule", "onPremisesSyncEnabled", "isAssignableToRole"}
 
 // unmanageable decides whether Graph can write the group's membership
-// (graph.md §4.3) and, if not, says why and what to use instead.
+// (docs/graph-behaviour.md#groups-graph-cannot-write) and, if not, says why and what to
+// use instead.
 func unmanageable(g models.Groupable, roleManagement bool) string {
 	types := g.GetGroupTypes()
 	mail := g.GetMailEnabled() != nil && *g.GetMailEnabled()
@@ -153,7 +155,7 @@ func (d *Directory) ListUserGroups(ctx context.Context, userID string) ([]string
 // AddGroupMembers adds users 20 per PATCH (members@odata.bind). That call is
 // all-or-nothing, so when a chunk fails because someone is already a member
 // the chunk is re-sent one member at a time, where already-a-member counts
-// as success (graph.md §4.1, §4.2).
+// as success (docs/graph-behaviour.md#group-membership).
 func (d *Directory) AddGroupMembers(ctx context.Context, groupID string, userIDs []string) error {
 	ctx = withOp(ctx, "add_group_members")
 	for chunk := range slices.Chunk(userIDs, membersPerRequest) {
@@ -209,7 +211,8 @@ func (d *Directory) addOne(ctx context.Context, groupID, userID string) error {
 
 // RemoveGroupMember removes one user (DELETE members/{id}/$ref). A 404 is
 // "not a member" only when the group exists: the 404 text may name the
-// group, so the group is read to tell the two apart (graph.md §0).
+// group, so the group is read to tell the two apart
+// (docs/graph-behaviour.md#group-membership).
 func (d *Directory) RemoveGroupMember(ctx context.Context, groupID, userID string) error {
 	ctx = withOp(ctx, "remove_group_member")
 	err := d.client.Groups().ByGroupId(groupID).Members().ByDirectoryObjectId(userID).Ref().Delete(ctx, nil)

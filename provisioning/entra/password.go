@@ -6,7 +6,8 @@ import (
 	"math/big"
 )
 
-// Character classes of Entra's cloud password rules (graph.md §1.1): ASCII
+// Character classes of Entra's cloud password rules
+// (https://learn.microsoft.com/en-us/entra/identity/authentication/concept-sspr-policy): ASCII
 // only; symbols from the allowed set. Look-alike characters are left out.
 const (
 	pwLower   = "abcdefghijkmnopqrstuvwxyz"
@@ -19,7 +20,8 @@ const (
 // newPassword returns a random password from crypto/rand with all four
 // classes (Entra needs three of four) and 24 characters (8-256 allowed).
 // It is sent once in the create body and never logged or kept: onboarding
-// uses a Temporary Access Pass or a reset (graph.md §1.1, §2.5).
+// uses a Temporary Access Pass or a reset
+// (docs/graph-behaviour.md#passwords-and-temporary-access-passes).
 func newPassword() (string, error) {
 	all := pwLower + pwUpper + pwDigits + pwSymbols
 	b := make([]byte, 0, pwLength)

@@ -82,7 +82,8 @@ func (t metricsTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 // RetryPolicy bounds the retries of throttled (429) and unavailable
-// (503/504) requests. Retry-After is honoured (graph.md §5.2); without it the
+// (503/504) requests. Retry-After is honoured
+// (https://learn.microsoft.com/en-us/graph/throttling); without it the
 // wait grows exponentially from BaseDelay with jitter.
 type RetryPolicy struct {
 	MaxAttempts int           // attempts in total, first one included (default 6)
@@ -104,7 +105,8 @@ func (p RetryPolicy) withDefaults() RetryPolicy {
 }
 
 // retryMiddleware replaces Kiota's retry handler: it re-sends a fresh copy
-// of the request (so compression is applied once per attempt, graph.md §8.2),
+// of the request (so compression is applied once per attempt,
+// docs/graph-behaviour.md#sdk-middleware),
 // closes the bodies of discarded responses, parses fractional Retry-After,
 // bounds attempts and total wait, stops when the context ends, and feeds the
 // retry metrics.
@@ -181,7 +183,8 @@ func retryAfter(v string, now time.Time) (time.Duration, bool) {
 }
 
 // middlewares is the Graph default chain with our retry handler in place of
-// Kiota's, in a fixed order (Kiota builds its own from a map, graph.md §8.2).
+// Kiota's, in a fixed order (Kiota builds its own from a map,
+// docs/graph-behaviour.md#sdk-middleware).
 func middlewares(policy RetryPolicy, log *slog.Logger) []khttp.Middleware {
 	opts := msgraphcore.GraphClientOptions{}
 	return []khttp.Middleware{

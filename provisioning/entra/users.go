@@ -20,7 +20,8 @@ const propLeaveDate = "employeeLeaveDateTime"
 // userSelect is $select for every user read: the compared properties
 // (rules.Properties, nested ones by their parent) plus identity and state,
 // and employeeLeaveDateTime when the app may read it (reading it without
-// User-LifeCycleInfo.Read.All fails the whole request, graph.md §1.2).
+// User-LifeCycleInfo.Read.All fails the whole request,
+// docs/graph-behaviour.md#user-property-limits).
 func (d *Directory) userSelect() []string {
 	sel := []string{"id", "userPrincipalName", "mail", "accountEnabled", "employeeId", "onPremisesSyncEnabled", "userType"}
 	if d.leaveDate {
@@ -99,7 +100,8 @@ func parseDateTime(v string) (time.Time, error) {
 
 // applyChanges sets the given properties on a fresh model. A nil value sets
 // the property to nil, which the backing store serialises as JSON null
-// (graph.md §8.6; proven on the wire in TestUpdateClearSendsNull).
+// (docs/graph-behaviour.md#sdk-clearing-a-property; proven on the wire in
+// TestUpdateClearSendsNull).
 // orgData carries the full employeeOrgData when one of its members changes.
 func applyChanges(u models.Userable, changes map[string]*string, orgData map[string]*string) error {
 	for k, v := range changes {
@@ -107,7 +109,8 @@ func applyChanges(u models.Userable, changes map[string]*string, orgData map[str
 		case stringSetters[k] != nil:
 			stringSetters[k](u, v)
 		case k == "businessPhones":
-			// A collection: one value (Graph accepts only one, graph.md §1.2);
+			// A collection: one value (Graph accepts only one,
+			// docs/graph-behaviour.md#user-property-limits);
 			// clearing is the empty collection.
 			if v == nil || *v == "" {
 				u.SetBusinessPhones([]string{})
@@ -204,7 +207,7 @@ const managerExpand = "manager($select=id,employeeId)"
 
 // FindUsers returns every user whose key property equals value (default
 // query mode: employeeId, userPrincipalName and mail support eq without
-// ConsistencyLevel, graph.md §3.1). The manager is expanded (one level,
+// ConsistencyLevel, docs/graph-behaviour.md#query-modes). The manager is expanded (one level,
 // id only), so at most 100 users come per page.
 func (d *Directory) FindUsers(ctx context.Context, key, value string) ([]provisioning.User, error) {
 	op := "find users by " + key
@@ -269,7 +272,7 @@ func (d *Directory) GetUser(ctx context.Context, id string) (provisioning.User, 
 // alternatives cost more: $expand=manager caps pages at 100 objects
 // (100 requests) and a per-user GET /manager would be 10,000. $filter on
 // employeeId ne null needs advanced query mode, which cannot be combined with
-// $expand or delta (graph.md §3.1), so users without employeeId are dropped
+// $expand or delta (docs/graph-behaviour.md#query-modes), so users without employeeId are dropped
 // here. Delta may repeat a user across pages; the last copy wins.
 func (d *Directory) ListUsers(ctx context.Context) ([]provisioning.User, error) {
 	ctx = withOp(ctx, "list_users")
@@ -342,7 +345,7 @@ func deltaManager(add map[string]any) string {
 
 // CreateUser creates an account with a random strong password that must be
 // changed at first sign-in. All initial properties go into the create body
-// so no follow-up write is needed (graph.md §5.4).
+// so no follow-up write is needed (docs/graph-behaviour.md#replication-delay).
 //
 // A create is never sent twice blindly: a 429 (refused before processing)
 // is retried; after a lost response (timeout, reset, 5xx) the user is looked
@@ -518,7 +521,8 @@ func (d *Directory) SetAccountEnabled(ctx context.Context, id string, enabled bo
 	})
 }
 
-// RevokeSessions invalidates refresh tokens and session cookies (graph.md §2.3).
+// RevokeSessions invalidates refresh tokens and session cookies
+// (https://learn.microsoft.com/en-us/graph/api/user-revokesigninsessions).
 func (d *Directory) RevokeSessions(ctx context.Context, id string) error {
 	ctx = withOp(ctx, "revoke_sessions")
 	return d.replicationRetry(ctx, []string{id}, func() error {
@@ -530,7 +534,8 @@ func (d *Directory) RevokeSessions(ctx context.Context, id string) error {
 }
 
 // SetManager sets the manager with PUT manager/$ref; "" removes it
-// (DELETE manager/$ref, graph.md §1.4). Removing an absent manager is success.
+// (DELETE manager/$ref, https://learn.microsoft.com/en-us/graph/api/user-post-manager).
+// Removing an absent manager is success.
 func (d *Directory) SetManager(ctx context.Context, id, managerID string) error {
 	if managerID == "" {
 		ctx = withOp(ctx, "remove_manager")
@@ -560,7 +565,8 @@ func (d *Directory) SetManager(ctx context.Context, id, managerID string) error 
 	})
 }
 
-// DeleteUser soft-deletes the user (restorable for 30 days, graph.md §2.4).
+// DeleteUser soft-deletes the user (restorable for 30 days,
+// https://learn.microsoft.com/en-us/graph/api/user-delete).
 func (d *Directory) DeleteUser(ctx context.Context, id string) error {
 	ctx = withOp(ctx, "delete_user")
 	return d.replicationRetry(ctx, []string{id}, func() error {

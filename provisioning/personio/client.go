@@ -23,13 +23,14 @@ import (
 const DefaultBaseURL = "https://api.personio.de"
 
 // DefaultAppID is sent as X-Personio-App-ID when Config.AppID is empty
-// (personio.md §2.3: UPPER_SNAKE_CASE identification headers on every call).
+// (UPPER_SNAKE_CASE identification headers on every call,
+// https://developer.personio.de/reference/include-our-headers-in-your-requests).
 const DefaultAppID = "PERSONIO_ENTRA"
 
 const (
 	// minRetryDelay is the first backoff step. Personio documents no
 	// Retry-After header and asks for at least one second before retrying a
-	// 429 (personio.md §4).
+	// 429 (docs/personio-api.md#rate-limits-and-errors).
 	minRetryDelay = time.Second
 	maxRetryDelay = 30 * time.Second
 	// maxRetryAfter caps a server-sent Retry-After so a bad header cannot
@@ -50,7 +51,7 @@ type Config struct {
 	HTTPClient *http.Client
 	Logger     *slog.Logger
 	// PartnerID and AppID are the identification headers Personio asks
-	// every integration to send (personio.md §2.3). AppID defaults to
+	// every integration to send (docs/personio-api.md#identification-headers). AppID defaults to
 	// DefaultAppID; PartnerID is only for marketplace partners.
 	PartnerID, AppID string
 	// MaxRetries is how often a request is repeated after 429 or a server
@@ -280,7 +281,7 @@ func (c *Client) send(ctx context.Context, r request, u *url.URL, token string) 
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	// Both spellings: the developer hub uses the X- prefix, the v2
-	// common-components spec omits it (personio.md §2.3).
+	// common-components spec omits it (docs/personio-api.md#identification-headers).
 	req.Header.Set("X-Personio-App-ID", c.appID)
 	if r.api == apiV2 {
 		req.Header.Set("Personio-App-ID", c.appID)
@@ -525,7 +526,7 @@ func (s *tokenSource) invalidate(tok string) {
 	s.mu.Unlock()
 }
 
-// fetchV1Token calls POST /v1/auth (personio.md §2.2).
+// fetchV1Token calls POST /v1/auth (https://developer.personio.de/reference/auth).
 func (c *Client) fetchV1Token(ctx context.Context) (string, time.Duration, error) {
 	body, _ := json.Marshal(map[string]string{"client_id": c.id, "client_secret": c.secret})
 	var out struct {
@@ -545,7 +546,7 @@ func (c *Client) fetchV1Token(ctx context.Context) (string, time.Duration, error
 }
 
 // fetchV2Token calls POST /v2/auth/token with client credentials; the body
-// must be form-encoded (personio.md §2.1).
+// must be form-encoded (https://developer.personio.de/reference/post_v2-auth-token.md).
 func (c *Client) fetchV2Token(ctx context.Context) (string, time.Duration, error) {
 	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {c.id}, "client_secret": {c.secret}}
 	var out struct {

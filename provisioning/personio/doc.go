@@ -5,9 +5,10 @@
 // # Which API call fills which model.Employee field
 //
 // Reads use Personio API v1, writes and webhook management v2
-// (reference/personio.md §2-§3). v1 GET /company/employees returns the
-// person and the current employment as one flat record with the names of
-// department, team, office and legal entity inline, 100 a page, so a
+// (docs/personio-api.md#reading-people,
+// docs/personio-api.md#writing-the-email-back). v1 GET /company/employees
+// returns the person and the current employment as one flat record with the
+// names of department, team, office and legal entity inline, 100 a page, so a
 // complete read of n people costs ceil(n/100) requests and no name lookups;
 // v2 would need a request per person for employments plus org-unit and
 // legal-entity lookups, and offers no office names.

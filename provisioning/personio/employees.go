@@ -15,7 +15,8 @@ import (
 )
 
 // v1PageSize is the largest page v1 GET /company/employees allows since
-// pagination was enforced on 31 Jan 2025 (personio.md §3.3).
+// pagination was enforced on 31 Jan 2025
+// (https://developer.personio.de/docs/pagination-adoption-guide-for-v1-get-employees-endpoint).
 const v1PageSize = 100
 
 // maxPages bounds any paging loop (10 million people at 100 a page).

@@ -11,13 +11,14 @@ import (
 	"strings"
 )
 
-// v2PersonsPageSize is the largest page of v2 GET /persons (personio.md §3.1).
+// v2PersonsPageSize is the largest page of v2 GET /persons
+// (https://developer.personio.de/reference/get_v2-persons.md).
 const v2PersonsPageSize = 50
 
 // listV2 follows v2 cursor paging (_data plus _meta.links.next.href) to the
 // end and calls each for every item; each may stop early. A next link that
-// repeats an earlier cursor is an error, not a loop (personio.md §3.1 cites
-// a report of a next link pointing back at the same page).
+// repeats an earlier cursor is an error, not a loop: a next link pointing
+// back at the same page has been reported (docs/personio-api.md#reading-people).
 func (c *Client) listV2(ctx context.Context, op, path string, q url.Values, each func(json.RawMessage) (bool, error)) error {
 	seen := map[string]bool{}
 	for page := 0; ; page++ {
@@ -126,7 +127,8 @@ func (c *Client) PersonIDForEmployment(ctx context.Context, employmentID string)
 }
 
 // UpdatePersonEmail writes the person's email through v2
-// PATCH /v2/persons/{id}; v1 cannot change email (personio.md §3.4).
+// PATCH /v2/persons/{id}; v1 cannot change email
+// (docs/personio-api.md#writing-the-email-back).
 // Personio requires the address to be unique. The write fires a
 // person.updated webhook of its own.
 func (c *Client) UpdatePersonEmail(ctx context.Context, personID, email string) error {

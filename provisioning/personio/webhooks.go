@@ -15,7 +15,7 @@ import (
 
 // WebhookEvents are the events the product subscribes to: every person and
 // employment event, including the date-driven employment.started and
-// employment.terminated (personio.md §1.2).
+// employment.terminated (docs/personio-api.md#webhook-events).
 var WebhookEvents = model.SubscribedEvents
 
 // WebhookDescription is the description set on the subscription.
@@ -52,7 +52,8 @@ func (c *Client) ListWebhooks(ctx context.Context) ([]Webhook, error) {
 // RegisterWebhook makes sure exactly one subscription delivers our events
 // to webhookURL with token: it updates the subscription that already has
 // this URL, or creates one. Either way it sets status ENABLED explicitly
-// (a created webhook defaults to DISABLED, personio.md §1.1), auth type
+// (a created webhook defaults to DISABLED,
+// https://developer.personio.de/reference/post_v2-webhooks), auth type
 // TOKEN and the token, which Personio sends verbatim in Authorization.
 // Setting the token on every call is how the token is rotated.
 func (c *Client) RegisterWebhook(ctx context.Context, webhookURL, token string) (Webhook, error) {

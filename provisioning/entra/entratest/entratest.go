@@ -6,7 +6,7 @@
 // It is a plain net/http server on 127.0.0.1 with TLS (MSAL refuses non-https
 // authorities), so tests and the demo can drive it with the real azidentity
 // and msgraph-sdk-go clients without linking the Graph SDK themselves. It
-// implements the documented service behaviour (reference/graph.md): the
+// implements the documented service behaviour (docs/graph-behaviour.md): the
 // error envelope, $filter/$select/$top/$count, absolute @odata.nextLink
 // paging, users delta with manager@delta, gzip request bodies, group types
 // Graph refuses to write, duplicate-UPN ObjectConflict, already-a-member and
@@ -38,7 +38,8 @@ import (
 	"time"
 )
 
-// Defaults from graph.md §5.2 (identity & access service throttling).
+// Defaults from the identity & access service throttling limits
+// (https://learn.microsoft.com/en-us/graph/throttling-limits).
 const (
 	DefaultWriteBudget = 3000
 	DefaultWriteWindow = 150 * time.Second
@@ -47,7 +48,8 @@ const (
 	DefaultTenantID    = "00000000-0000-0000-0000-0000000000aa"
 	// DefaultPageSize is Graph's page size for users and members without $top.
 	DefaultPageSize = 100
-	// MaxPageSize is the largest $top Graph accepts for directory objects (graph.md §3.2).
+	// MaxPageSize is the largest $top Graph accepts for directory objects
+	// (docs/graph-behaviour.md#paging).
 	MaxPageSize = 999
 	// DeltaPageSize is the page size users/delta answers with (it ignores $top).
 	DeltaPageSize = 200
@@ -61,11 +63,13 @@ type Options struct {
 	// ClientCertificate, when set, is the registered certificate: client
 	// assertions must carry its thumbprint and a valid signature.
 	ClientCertificate *x509.Certificate
-	// WriteBudget writes per WriteWindow per app before 429 (graph.md §5.2).
+	// WriteBudget writes per WriteWindow per app before 429
+	// (https://learn.microsoft.com/en-us/graph/throttling-limits).
 	WriteBudget int
 	WriteWindow time.Duration
 	// ReplicationDelay makes a new object invisible (404) to reads, filters
-	// and references for this long after its create (graph.md §5.4).
+	// and references for this long after its create
+	// (docs/graph-behaviour.md#replication-delay).
 	ReplicationDelay time.Duration
 	// Latency is added to every Graph request.
 	Latency time.Duration

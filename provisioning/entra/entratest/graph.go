@@ -15,12 +15,14 @@ import (
 	"time"
 )
 
-// Graph error messages as the service sends them (graph.md §4.2, §5.1).
+// Graph error messages as the service sends them
+// (docs/graph-behaviour.md#group-membership, docs/graph-behaviour.md#errors-and-conflicts).
 const (
 	msgAlreadyMember = "One or more added object references already exist for the following modified properties: 'members'."
 	msgMailEnabled   = "Cannot Update a mail-enabled security groups and or distribution list."
 	msgOnPremises    = "Unable to update the specified properties for on-premises mastered Directory Sync objects or objects currently undergoing migration."
-	// The exact body for dynamic groups is not documented (graph.md §Q3);
+	// The exact body for dynamic groups is not documented
+	// (docs/graph-behaviour.md#groups-graph-cannot-write);
 	// this message follows the SDK's description of the restriction.
 	msgDynamic        = "You can't add or remove members of groups with dynamic memberships."
 	msgInsufficient   = "Insufficient privileges to complete the operation."
@@ -52,8 +54,9 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// graphError writes Graph's error envelope (graph.md §5.1). error.message is
-// always present: the SDK dereferences it (graph.md §8.4).
+// graphError writes Graph's error envelope
+// (https://learn.microsoft.com/en-us/graph/errors). error.message is always
+// present: the SDK dereferences it (docs/graph-behaviour.md#sdk-errors).
 func (c *reqCtx) graphError(status int, code, message string, details ...detail) {
 	inner := map[string]any{
 		"date":              time.Now().UTC().Format("2006-01-02T15:04:05"),
@@ -215,8 +218,9 @@ func (s *Server) failRequest(route string) bool {
 	return true
 }
 
-// admit applies fault injection and the write budget (graph.md §5.2:
-// 3,000 writes per 150 s per app and tenant). It returns the Retry-After and
+// admit applies fault injection and the write budget (3,000 writes per
+// 150 s per app and tenant,
+// https://learn.microsoft.com/en-us/graph/throttling-limits). It returns the Retry-After and
 // the status to answer with, or status 0 to go on.
 func (s *Server) admit(write bool) (time.Duration, int) {
 	s.mu.Lock()
@@ -340,7 +344,8 @@ func (c *reqCtx) parseQuery(resource string, filterable map[string]bool) (query,
 	if cnt := v.Get("$count"); cnt != "" {
 		q.count = cnt == "true"
 		if q.count && !q.advanced {
-			// Without ConsistencyLevel the service ignores or rejects $count (graph.md §3.1).
+			// Without ConsistencyLevel the service ignores or rejects $count
+			// (docs/graph-behaviour.md#query-modes).
 			c.graphError(http.StatusBadRequest, "Request_BadRequest", "$count is not currently supported.")
 			return q, false
 		}
@@ -371,7 +376,8 @@ func (c *reqCtx) parseQuery(resource string, filterable map[string]bool) (query,
 	}
 	if ex := v.Get("$expand"); ex != "" {
 		if q.advanced {
-			// $expand cannot be combined with advanced queries (graph.md §3.1).
+			// $expand cannot be combined with advanced queries
+			// (docs/graph-behaviour.md#query-modes).
 			c.graphError(http.StatusBadRequest, "Request_UnsupportedQuery", "Unsupported Query.")
 			return q, false
 		}
@@ -512,7 +518,7 @@ func matches(props map[string]any, cl []clause) bool {
 				eq = b == want
 			case string:
 				sv, _ := v.(string)
-				eq = has && strings.EqualFold(sv, want) // eq is case-insensitive (graph.md §Q4 assumption)
+				eq = has && strings.EqualFold(sv, want) // eq is case-insensitive (assumed, docs/graph-behaviour.md#query-modes)
 			}
 			if eq != (c.op == "eq") {
 				return false
@@ -546,7 +552,7 @@ func project(props map[string]any, sel []string, def []string) map[string]any {
 }
 
 // page writes a collection page with an absolute @odata.nextLink that
-// points back at this server (graph.md §8.1).
+// points back at this server (docs/graph-behaviour.md#paging).
 func (s *Server) page(c *reqCtx, q query, items []map[string]any, context string) int {
 	total := len(items)
 	end := min(q.skip+q.top, total)
@@ -731,7 +737,8 @@ func (s *Server) getUser(c *reqCtx, key string) int {
 
 var upnChars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789'.-_!#^~"
 
-// validUPN applies graph.md §1.3.
+// validUPN applies Entra's user principal name rules
+// (docs/graph-behaviour.md#user-principal-names-and-mail-nicknames).
 func (s *Server) validUPN(upn string) bool {
 	local, domain, ok := strings.Cut(upn, "@")
 	if !ok || strings.Contains(domain, "@") || local == "" || domain == "" || len(upn) > 113 || len(local) > 64 || len(domain) > 48 {
@@ -748,7 +755,8 @@ func (s *Server) validUPN(upn string) bool {
 	return s.opts.Domain == "" || strings.EqualFold(domain, s.opts.Domain)
 }
 
-// strongPassword applies Entra's cloud password rules (graph.md §1.1).
+// strongPassword applies Entra's cloud password rules
+// (https://learn.microsoft.com/en-us/entra/identity/authentication/concept-sspr-policy).
 func strongPassword(p string) bool {
 	if len(p) < 8 || len(p) > 256 {
 		return false
@@ -805,7 +813,8 @@ func checkUserProps(c *reqCtx, body map[string]any) bool {
 			}
 		case "accountEnabled", "passwordProfile", "employeeOrgData", "@odata.type":
 		default:
-			// Graph rejects empty strings for string properties; clearing needs null (graph.md §1.2).
+			// Graph rejects empty strings for string properties; clearing needs null
+			// (docs/graph-behaviour.md#user-property-limits).
 			if sv, ok := v.(string); ok && sv == "" {
 				c.graphError(http.StatusBadRequest, "Request_BadRequest", fmt.Sprintf("Invalid value specified for property '%s' of resource 'User'.", k))
 				return false
@@ -843,7 +852,8 @@ func (s *Server) createUser(c *reqCtx) int {
 	s.mu.Lock()
 	for _, id := range s.userOrder {
 		o := s.users[id]
-		// A soft-deleted user keeps its UPN and proxy addresses reserved (graph.md §2.4, §Q6).
+		// A soft-deleted user keeps its UPN and proxy addresses reserved
+		// (docs/graph-behaviour.md#deleted-users).
 		if other, _ := o.props["userPrincipalName"].(string); strings.EqualFold(other, upn) {
 			s.mu.Unlock()
 			c.graphError(http.StatusBadRequest, "Request_BadRequest", msgDuplicateUPN, detail{Code: "ObjectConflict", Target: "userPrincipalName"})
@@ -1036,7 +1046,8 @@ func (s *Server) getManager(c *reqCtx, key string) int {
 }
 
 // refID takes the object id from an @odata.id reference; any host is
-// accepted (callers build these strings, graph.md §8.1).
+// accepted (callers build these strings,
+// docs/graph-behaviour.md#sdk-base-url-and-token-hosts).
 func refID(v any) string {
 	s, _ := v.(string)
 	s = strings.TrimRight(s, "/")
@@ -1218,7 +1229,8 @@ func (s *Server) memberOf(c *reqCtx, key string) int {
 	return s.page(c, q, items, "directoryObjects")
 }
 
-// refusal says why Graph will not write this group's membership (graph.md §4.2/§4.3).
+// refusal says why Graph will not write this group's membership
+// (docs/graph-behaviour.md#groups-graph-cannot-write).
 func (s *Server) refusal(g Group) (int, string, string) {
 	switch {
 	case g.OnPremisesSyncEnabled:
@@ -1233,7 +1245,8 @@ func (s *Server) refusal(g Group) (int, string, string) {
 	return 0, "", ""
 }
 
-// addMembers is all-or-nothing, as the PATCH members@odata.bind is (graph.md §4.1). Caller holds s.mu.
+// addMembers is all-or-nothing, as the PATCH members@odata.bind is
+// (docs/graph-behaviour.md#group-membership). Caller holds s.mu.
 func (s *Server) addMembers(c *reqCtx, gid string, refs []any) int {
 	g, found := s.groups[gid]
 	if !found {
@@ -1308,7 +1321,7 @@ func (s *Server) removeMember(c *reqCtx, gid, mid string) int {
 	}
 	i := slices.Index(g.members, mid)
 	if i < 0 {
-		// The id in this message is the group's (graph.md §4.2).
+		// The id in this message is the group's (docs/graph-behaviour.md#group-membership).
 		c.graphError(http.StatusNotFound, "Request_ResourceNotFound", notFoundMsg(gid))
 		return http.StatusNotFound
 	}

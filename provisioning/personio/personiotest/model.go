@@ -172,7 +172,8 @@ func LoadSampleCompany(today time.Time) (*Company, error) {
 
 // CurrentEmployment picks the employment that describes the person today:
 // the most recent one that is ONBOARDING, ACTIVE or LEAVE, otherwise the
-// most recent one (personio.md §7). It returns nil without employments.
+// most recent one (docs/personio-api.md#current-employment). It returns nil without
+// employments.
 func CurrentEmployment(p *Person) *Employment {
 	var best *Employment
 	live := func(e *Employment) bool {

@@ -1,6 +1,6 @@
 // Package personiotest is an in-process Personio API simulator for tests
 // and the demo. It serves, on 127.0.0.1, the endpoints the personio client
-// uses in their documented shapes (reference/personio.md): v1 /auth and
+// uses in their documented shapes (docs/personio-api.md): v1 /auth and
 // /company/employees with offset/limit paging (limit ≤ 100) and
 // updated_since; v2 /auth/token, /persons (cursor paging, updated_at
 // filters), /persons/{id}/employments, PATCH /persons/{id}; and v2 webhook
@@ -37,7 +37,7 @@ type Options struct {
 	// Now is the clock for timestamps and token expiry (default time.Now).
 	Now func() time.Time
 	// AllowHTTPWebhooks accepts http:// callback URLs; Personio itself
-	// delivers to HTTPS only (personio.md §1.5).
+	// delivers to HTTPS only (docs/personio-api.md#webhook-deliveries).
 	AllowHTTPWebhooks bool
 	// DeliveryTimeout is how long a receiver has to answer (default 3 s).
 	DeliveryTimeout time.Duration
@@ -146,7 +146,7 @@ func New(opts Options) *Server {
 		company: Company{CompanyID: "4242", TimeZone: "Europe/Berlin"},
 		deliverer: &http.Client{
 			Timeout: opts.DeliveryTimeout,
-			// Personio does not follow redirects (personio.md §1.5).
+			// Personio does not follow redirects (docs/personio-api.md#webhook-deliveries).
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 	}
@@ -386,7 +386,7 @@ func (s *Server) credentialsOK(id, secret string) bool {
 
 // issue returns the current token of the API version, minting one when
 // none is valid: Personio hands out the same token until it expires
-// (personio.md §2.1, §2.2).
+// (docs/personio-api.md#authentication).
 func (s *Server) issue(api string) (string, time.Duration) {
 	now := s.now()
 	s.mu.Lock()

@@ -171,7 +171,9 @@ func TestLoadSampleCompanyShiftsDates(t *testing.T) {
 }
 
 // TestCreatedWebhookDefaultsToDisabled drives the raw API: a create
-// without status stores DISABLED (personio.md §1.1) and receives nothing.
+// without status stores DISABLED
+// (https://developer.personio.de/reference/post_v2-webhooks) and receives
+// nothing.
 func TestCreatedWebhookDefaultsToDisabled(t *testing.T) {
 	sim := personiotest.New(personiotest.Options{AllowHTTPWebhooks: true})
 	defer sim.Close()

@@ -9,7 +9,7 @@ import (
 
 // handleV1List serves v1 GET /company/employees: limit (default 50, at
 // most 100 since the 2025 pagination enforcement), offset, email and
-// updated_since (personio.md §3.3).
+// updated_since (docs/personio-api.md#reading-people).
 func (s *Server) handleV1List(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	limit, offset := 50, 0

@@ -13,7 +13,8 @@ import (
 
 // page cuts items by the v2 cursor rules: limit within [1, maxLimit]
 // (default def), an opaque cursor that carries the offset and the
-// original filters (next links carry only the cursor, personio.md §3.1).
+// original filters (next links carry only the cursor,
+// docs/personio-api.md#reading-people).
 // It writes the response or an error and reports whether it did.
 func (s *Server) page(w http.ResponseWriter, r *http.Request, def, maxLimit int, filter func(url.Values) ([]any, string)) {
 	q := r.URL.Query()
@@ -126,7 +127,7 @@ func splitComma(s string) []string {
 }
 
 // personStatus is ACTIVE when the current employment is ACTIVE, LEAVE or
-// ONBOARDING (personio.md §3.1).
+// ONBOARDING (docs/personio-api.md#reading-people).
 func personStatus(p *Person) string {
 	e := CurrentEmployment(p)
 	if e == nil {
@@ -250,7 +251,8 @@ func (s *Server) handleV2Employment(w http.ResponseWriter, r *http.Request) {
 }
 
 // handleV2PatchPerson serves PATCH /v2/persons/{id}: email (unique),
-// names and gender; 204 on success (personio.md §3.4).
+// names and gender; 204 on success
+// (https://developer.personio.de/reference/patch_v2-persons-person-id.md).
 func (s *Server) handleV2PatchPerson(w http.ResponseWriter, r *http.Request) {
 	var in struct {
 		Email         *string `json:"email"`

@@ -12,7 +12,8 @@ import (
 	"time"
 )
 
-// knownEvents is the event catalog the simulator accepts (personio.md §1.2).
+// knownEvents is the event catalog the simulator accepts
+// (docs/personio-api.md#webhook-events).
 var knownEvents = append(slices.Clone(model.SubscribedEvents),
 	"absence-period.created", "absence-period.updated.timerange", "absence-period.updated.status", "absence-period.deleted",
 	"attendance-period.created", "attendance-period.updated", "attendance-period.deleted",
@@ -30,7 +31,8 @@ type webhookInput struct {
 }
 
 // validate checks the fields present; create additionally needs url,
-// description and enabled_events (personio.md §1.1).
+// description and enabled_events
+// (https://developer.personio.de/reference/post_v2-webhooks).
 func (s *Server) validate(in *webhookInput, create bool) string {
 	if create && (in.URL == nil || in.Description == nil || len(in.EnabledEvents) == 0) {
 		return "url, description and enabled_events are required"
@@ -286,7 +288,8 @@ func (s *Server) sendLocked(targets []*Webhook, name string, payload map[string]
 		hdr := http.Header{}
 		switch h.AuthType {
 		case "TOKEN":
-			// Sent verbatim, no scheme added (personio.md §1.4).
+			// Sent verbatim, no scheme added
+			// (https://developer.personio.de/reference/post_v2-webhooks).
 			hdr.Set("Authorization", h.Token)
 		case "CUSTOM":
 			for k, v := range h.CustomHeaders {
@@ -304,7 +307,8 @@ func (s *Server) sendLocked(targets []*Webhook, name string, payload map[string]
 
 // deliver posts one event with Personio's rules: 2xx within the timeout
 // is success; a timeout, a transport error or a 5xx other than 501 is
-// retried; anything else (4xx, 3xx, 501) is final (personio.md §1.5).
+// retried; anything else (4xx, 3xx, 501) is final
+// (docs/personio-api.md#webhook-deliveries).
 func (s *Server) deliver(webhookID, target, name string, body []byte, hdr http.Header) {
 	delay := s.opts.DeliveryRetryDelay
 	for attempt := 1; attempt <= 1+s.opts.DeliveryRetries; attempt++ {
