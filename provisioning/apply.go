@@ -45,7 +45,7 @@ func (e *Engine) apply(ctx context.Context, log *slog.Logger, now time.Time, tri
 		}
 		e.writeBackEmail(ctx, log, now, trigger, res, emp, u)
 		// Follow-up: manager and groups for the new account. The new object
-		// may not be replicated yet; the adapter retries 404s (graph.md §5).
+		// may not be replicated yet; the adapter retries 404s (docs/graph-behaviour.md#replication-delay).
 		next, err := e.actual(ctx, &u, plan.Desired)
 		if err != nil {
 			return err
@@ -108,7 +108,7 @@ func (e *Engine) applyChanges(ctx context.Context, log *slog.Logger, now time.Ti
 			res.Applied++
 		case errors.Is(err, ErrForbidden):
 			// Graph refuses (privileged target, missing permission): never
-			// retry; treat the account as protected (DESIGN.md "Blast radius").
+			// retry; treat the account as protected (docs/safety.md).
 			e.record(ctx, log, now, trigger, res.Plan, c, ResultFailed, "forbidden: account treated as protected", err)
 			res.Failed++
 			for _, rest := range changes[i+1:] {
@@ -222,7 +222,7 @@ func (e *Engine) create(ctx context.Context, c Change, personID string) (User, e
 			return User{}, fmt.Errorf("create %s: %w", upn, err)
 		}
 		// Graph answers a create with its default property set only
-		// (graph.md §1.1); the account holds what was sent, so the follow-up
+		// (docs/graph-behaviour.md#query-modes); the account holds what was sent, so the follow-up
 		// plan must not patch those properties again.
 		if u.Attributes == nil {
 			u.Attributes = map[string]string{}

@@ -8,7 +8,7 @@ import (
 )
 
 // memberBatcher coalesces group additions made by concurrent reconciles
-// into Graph's bulk add (20 members per request, graph.md §4), so that a
+// into Graph's bulk add (20 members per request, docs/graph-behaviour.md#group-membership), so that a
 // wave of joiners costs far fewer writes than one per membership. Each
 // caller waits for the request that carries its user and gets its result.
 type memberBatcher struct {

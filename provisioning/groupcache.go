@@ -40,7 +40,7 @@ func (d groupCacheDirectory) RemoveGroupMember(ctx context.Context, groupID, use
 
 // checkGroup forgets groupID when err is a not-found and the group is gone.
 // A 404 on a membership call may name the member rather than the group
-// (graph.md: the 404 of a member reference does not say which object is
+// (docs/graph-behaviour.md#group-membership: the 404 of a member reference does not say which object is
 // missing), so the group is read before it is forgotten.
 func (d groupCacheDirectory) checkGroup(ctx context.Context, groupID string, err error) {
 	if !errors.Is(err, ErrNotFound) || !d.e.cachesGroupID(groupID) {

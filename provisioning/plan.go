@@ -257,7 +257,7 @@ func attributeChanges(d rules.Desired, u *User) *Change {
 			continue
 		}
 		if v.Value == "" {
-			props[name] = nil // Graph needs an explicit null to clear (graph.md §1.2)
+			props[name] = nil // Graph needs an explicit null to clear (docs/graph-behaviour.md#sdk-clearing-a-property)
 		} else {
 			props[name] = ptr(v.Value)
 		}

@@ -4,7 +4,7 @@ package main
 
 // The long fault suite: go test -tags fault -run TestFault -timeout 60m ./cmd/personio-entra/
 // Each scenario runs on a fresh installation of real processes on
-// loopback: a 3-node JetStream cluster (QUEUE_REPLICAS=3, nats.md §5), the
+// loopback: a 3-node JetStream cluster (QUEUE_REPLICAS=3, docs/jetstream.md#production-cluster), the
 // simulators with 1,000 people, two receivers and three workers. Set
 // FAULT_RESULTS=path.md to append the results table to a file.
 

@@ -4,7 +4,7 @@ package main
 // tag "fault", faultshort_test.go in every run): it builds the binaries,
 // starts NATS nodes, the simulators, receivers and workers as real processes
 // on loopback, sends Personio deliveries, injects faults and checks the
-// outcome (nats.md §5 "3-node JetStream cluster on loopback", §7 pitfalls).
+// outcome (docs/jetstream.md#production-cluster).
 
 import (
 	"bufio"
@@ -321,7 +321,7 @@ func (e *faultEnv) startNATS(n int) {
 		name := fmt.Sprintf("n%d", i+1)
 		store := filepath.Join(e.dir, "nats-"+name)
 		// sync_interval always: an acknowledged publish survives a node
-		// crash (nats.md §1, §7.9).
+		// crash (docs/jetstream.md#durability).
 		conf := fmt.Sprintf("server_name: %s\nlisten: 127.0.0.1:%d\njetstream {\n  store_dir: %q\n  sync_interval: always\n}\n",
 			name, clientPorts[i], store)
 		if n > 1 {
@@ -339,8 +339,9 @@ func (e *faultEnv) startNATS(n int) {
 		e.natsNodes = append(e.natsNodes, p)
 		e.natsURLs = append(e.natsURLs, fmt.Sprintf("nats://127.0.0.1:%d", clientPorts[i]))
 	}
-	// Until a meta leader exists JetStream API calls get no answer (nats.md
-	// §5 "Readiness", §7.10): poll AccountInfo with short timeouts.
+	// Until a meta leader exists JetStream API calls get no answer
+	// (docs/jetstream.md#production-cluster): poll AccountInfo with short
+	// timeouts.
 	e.eventually("JetStream ready", 90*time.Second, func() error {
 		nc, err := nats.Connect(strings.Join(e.natsURLs, ","), nats.Timeout(2*time.Second))
 		if err != nil {
@@ -575,7 +576,7 @@ func (e *faultEnv) personIDs() []string {
 }
 
 // queueBacklog sums pending and in-flight work over every consumer of the
-// work stream (nats.md §6: NumPending is the backlog, NumAckPending in flight).
+// work stream (docs/jetstream.md#monitoring: NumPending is the backlog, NumAckPending in flight).
 func (e *faultEnv) queueBacklog() (backlog int, deadLetters uint64, err error) {
 	nc, err := nats.Connect(strings.Join(e.natsURLs, ","), nats.Timeout(2*time.Second))
 	if err != nil {
@@ -642,7 +643,7 @@ func lastLines(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// delivery is one webhook delivery as Personio sends it (personio.md §1.4:
+// delivery is one webhook delivery as Personio sends it (docs/personio-api.md#webhook-deliveries:
 // dataless event, token sent verbatim in Authorization).
 type delivery struct {
 	personID string
@@ -703,7 +704,7 @@ type sendResult struct {
 
 // send posts the deliveries at rate per second with conc in flight,
 // retrying like Personio does (timeouts, transport errors and 5xx other
-// than 501; never 4xx; personio.md §1.5) up to attempts times with a
+// than 501; never 4xx; docs/personio-api.md#webhook-deliveries) up to attempts times with a
 // doubling delay. Each retry goes to the next receiver URL, as a load
 // balancer in front of several receivers would route it.
 func (e *faultEnv) send(ctx context.Context, ds []delivery, rate, conc, attempts int) sendResult {

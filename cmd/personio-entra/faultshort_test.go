@@ -12,7 +12,7 @@ import (
 // simulators, one receiver and two workers — 300 deliveries for 100 people
 // with duplicates, Graph answering 20 % of requests 429 with Retry-After,
 // and one worker SIGKILLed mid-run and started again. The work it held
-// comes back after the ack wait (nats.md §5 "Lost deliveries"), so the run
+// comes back after the ack wait (docs/jetstream.md#consumers-and-acknowledgements), so the run
 // takes a little over a minute.
 func TestFaultShort(t *testing.T) {
 	if testing.Short() {

@@ -334,7 +334,7 @@ func TestNoSecretsInLogs(t *testing.T) {
 	logger.Error("entra check failed", slog.Any("err", err)) // as `check` reports it
 
 	// The bearer tokens the simulators issue: Personio hands out the same
-	// token until it expires (personio.md §2.1), so these are the ones the
+	// token until it expires (docs/personio-api.md#authentication), so these are the ones the
 	// product used; Entra tokens are recognised by their form.
 	personioTokens := []string{
 		fetchToken(t, http.DefaultClient, s.personio.URL()+"/v2/auth/token", url.Values{"grant_type": {"client_credentials"},
