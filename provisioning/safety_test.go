@@ -43,25 +43,41 @@ type safetyEnv struct {
 	state   *provisioning.MemKV
 	q       *provisioningtest.Queue
 	eng     *provisioning.Engine
+	rules   *rules.Rules
+	groups  map[string]string // display name → object id of the rules' groups
 	finance string
 }
 
 func newSafetyEnv(t *testing.T, guard provisioning.GuardSettings) *safetyEnv {
+	return newRulesEnv(t, safetyRules, guard)
+}
+
+// newRulesEnv builds an engine over the in-memory directory and source
+// with the rules in yaml; every group the rules name exists.
+func newRulesEnv(t *testing.T, yaml string, guard provisioning.GuardSettings) *safetyEnv {
 	t.Helper()
-	r, err := rules.LoadBytes("rules.yaml", []byte(safetyRules))
+	r, err := rules.LoadBytes("rules.yaml", []byte(yaml))
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := &safetyEnv{dir: provisioningtest.NewDirectory(), src: provisioningtest.NewSource(), state: provisioning.NewMemKV(), q: &provisioningtest.Queue{}}
-	env.finance = env.dir.AddGroup(provisioning.Group{DisplayName: "Finance"})
+	env := &safetyEnv{dir: provisioningtest.NewDirectory(), src: provisioningtest.NewSource(), state: provisioning.NewMemKV(),
+		q: &provisioningtest.Queue{}, rules: r, groups: map[string]string{}}
+	for _, g := range r.ManagedGroups() {
+		env.groups[g] = env.dir.AddGroup(provisioning.Group{DisplayName: g})
+	}
+	env.finance = env.groups["Finance"]
 	env.eng = env.engine(t, r, guard)
 	return env
 }
 
 func (env *safetyEnv) engine(t *testing.T, r *rules.Rules, guard provisioning.GuardSettings) *provisioning.Engine {
 	t.Helper()
+	var keys []provisioning.MatchKey
+	for _, k := range r.MatchKeys() {
+		keys = append(keys, provisioning.MatchKey{Property: k.Property, Field: k.Field})
+	}
 	eng, err := provisioning.New(provisioning.Config{
-		Source: env.src, Directory: env.dir, Rules: r, ManagedGroups: r.ManagedGroups(), ManageManager: true,
+		Source: env.src, Directory: env.dir, Rules: r, ManagedGroups: r.ManagedGroups(), ManageManager: true, MatchKeys: keys,
 		OnDeleted: provisioning.LeaverActions{RevokeSessions: true, RemoveMemberships: true},
 		State:     env.state, Guard: guard, Scheduler: env.q,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: func() time.Time { return safetyNow },
