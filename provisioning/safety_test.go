@@ -1,4 +1,4 @@
-package provisioning
+package provisioning_test
 
 import (
 	"context"
@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/personio-entra/personio-entra/provisioning"
+	"github.com/personio-entra/personio-entra/provisioning/provisioningtest"
 	"github.com/personio-entra/personio-entra/rules"
 )
 
@@ -36,31 +38,47 @@ matching: [employeeId]
 var safetyNow = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 
 type safetyEnv struct {
-	dir     *memDirectory
-	src     *memSource
-	state   *MemKV
-	q       *memQueue
-	eng     *Engine
+	dir     *provisioningtest.Directory
+	src     *provisioningtest.Source
+	state   *provisioning.MemKV
+	q       *provisioningtest.Queue
+	eng     *provisioning.Engine
+	rules   *rules.Rules
+	groups  map[string]string // display name → object id of the rules' groups
 	finance string
 }
 
-func newSafetyEnv(t *testing.T, guard GuardSettings) *safetyEnv {
+func newSafetyEnv(t *testing.T, guard provisioning.GuardSettings) *safetyEnv {
+	return newRulesEnv(t, safetyRules, guard)
+}
+
+// newRulesEnv builds an engine over the in-memory directory and source
+// with the rules in yaml; every group the rules name exists.
+func newRulesEnv(t *testing.T, yaml string, guard provisioning.GuardSettings) *safetyEnv {
 	t.Helper()
-	r, err := rules.LoadBytes("rules.yaml", []byte(safetyRules))
+	r, err := rules.LoadBytes("rules.yaml", []byte(yaml))
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := &safetyEnv{dir: newMemDirectory(), src: newMemSource(), state: NewMemKV(), q: &memQueue{}}
-	env.finance = env.dir.addGroup("Finance")
+	env := &safetyEnv{dir: provisioningtest.NewDirectory(), src: provisioningtest.NewSource(), state: provisioning.NewMemKV(),
+		q: &provisioningtest.Queue{}, rules: r, groups: map[string]string{}}
+	for _, g := range r.ManagedGroups() {
+		env.groups[g] = env.dir.AddGroup(provisioning.Group{DisplayName: g})
+	}
+	env.finance = env.groups["Finance"]
 	env.eng = env.engine(t, r, guard)
 	return env
 }
 
-func (env *safetyEnv) engine(t *testing.T, r *rules.Rules, guard GuardSettings) *Engine {
+func (env *safetyEnv) engine(t *testing.T, r *rules.Rules, guard provisioning.GuardSettings) *provisioning.Engine {
 	t.Helper()
-	eng, err := New(Config{
-		Source: env.src, Directory: env.dir, Rules: r, ManagedGroups: r.ManagedGroups(), ManageManager: true,
-		OnDeleted: LeaverActions{RevokeSessions: true, RemoveMemberships: true},
+	var keys []provisioning.MatchKey
+	for _, k := range r.MatchKeys() {
+		keys = append(keys, provisioning.MatchKey{Property: k.Property, Field: k.Field})
+	}
+	eng, err := provisioning.New(provisioning.Config{
+		Source: env.src, Directory: env.dir, Rules: r, ManagedGroups: r.ManagedGroups(), ManageManager: true, MatchKeys: keys,
+		OnDeleted: provisioning.LeaverActions{RevokeSessions: true, RemoveMemberships: true},
 		State:     env.state, Guard: guard, Scheduler: env.q,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: func() time.Time { return safetyNow },
 	})
@@ -68,6 +86,11 @@ func (env *safetyEnv) engine(t *testing.T, r *rules.Rules, guard GuardSettings) 
 		t.Fatal(err)
 	}
 	return eng
+}
+
+// syncer is the complete sync and approval front end over the engine.
+func (env *safetyEnv) syncer() *provisioning.Syncer {
+	return provisioning.NewSyncer(provisioning.SyncConfig{Engine: env.eng, Queue: env.q, State: env.state})
 }
 
 func employee(id, first, last string, mut ...func(*model.Employee)) model.Employee {
@@ -101,8 +124,8 @@ func (env *safetyEnv) converge(t *testing.T, ids ...string) map[string]string {
 }
 
 func TestUnknownEmployeeIDOnUnownedAccountIsReportedNotChanged(t *testing.T) {
-	env := newSafetyEnv(t, GuardSettings{MaxCount: 100})
-	ext := env.dir.addUser(User{UserPrincipalName: "ext@example.com", EmployeeID: "EXT-1", AccountEnabled: true})
+	env := newSafetyEnv(t, provisioning.GuardSettings{MaxCount: 100})
+	ext := env.dir.AddUser(provisioning.User{UserPrincipalName: "ext@example.com", EmployeeID: "EXT-1", AccountEnabled: true})
 	env.dir.AddGroupMembers(context.Background(), env.finance, []string{ext})
 
 	res, err := env.eng.Reconcile(context.Background(), "EXT-1", "webhook")
@@ -115,62 +138,62 @@ func TestUnknownEmployeeIDOnUnownedAccountIsReportedNotChanged(t *testing.T) {
 	if !slices.ContainsFunc(res.Plan.Notes, func(n string) bool { return strings.Contains(n, "no record that it created or adopted it") }) {
 		t.Errorf("plan does not say why the account is left alone: %v", res.Plan.Notes)
 	}
-	if u := env.dir.user(ext); !u.AccountEnabled || !env.dir.isMember(env.finance, ext) {
+	if u := env.dir.User(ext); !u.AccountEnabled || !env.dir.IsMember(env.finance, ext) {
 		t.Fatalf("unowned account lost access: %+v", u)
 	}
 
 	// The complete sync reports it and leaves it alone too.
-	s := NewSyncer(SyncConfig{Engine: env.eng, Queue: env.q, State: env.state})
-	rep, err := s.Run(context.Background(), SyncOptions{Complete: true})
+	s := env.syncer()
+	rep, err := s.Run(context.Background(), provisioning.SyncOptions{Complete: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Contains(rep.Unowned, "ext@example.com") || rep.Guarded || len(env.q.enqueued) != 0 {
-		t.Fatalf("sync report = %+v, enqueued %v", rep, env.q.enqueued)
+	if !slices.Contains(rep.Unowned, "ext@example.com") || rep.Guarded || len(env.q.Enqueued()) != 0 {
+		t.Fatalf("sync report = %+v, enqueued %v", rep, env.q.Enqueued())
 	}
 
 	// An account the product created does lose access when its person is
 	// deleted in Personio.
-	env.src.set(employee("7", "Ada", "Lovelace"))
+	env.src.Set(employee("7", "Ada", "Lovelace"))
 	ids := env.converge(t, "7")
-	env.src.remove("7")
+	env.src.Remove("7")
 	if _, err := env.eng.Reconcile(context.Background(), "7", "webhook"); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := env.dir.users[ids["7"]]; ok && env.dir.user(ids["7"]).AccountEnabled {
+	if env.dir.User(ids["7"]).AccountEnabled {
 		t.Fatal("an owned account of a deleted person kept access")
 	}
 }
 
 func TestAdoptionThroughMatchingKeysMakesAccountOwned(t *testing.T) {
-	env := newSafetyEnv(t, GuardSettings{MaxCount: 100})
+	env := newSafetyEnv(t, provisioning.GuardSettings{MaxCount: 100})
 	// An installation over an existing tenant: the account exists already.
-	id := env.dir.addUser(User{UserPrincipalName: "bob@example.com", EmployeeID: "8", AccountEnabled: true,
+	id := env.dir.AddUser(provisioning.User{UserPrincipalName: "bob@example.com", EmployeeID: "8", AccountEnabled: true,
 		Attributes: map[string]string{"displayName": "Bob Builder", "employeeId": "8", "jobTitle": "Analyst"}})
-	env.src.set(employee("8", "Bob", "Builder"))
+	env.src.Set(employee("8", "Bob", "Builder"))
 	if _, err := env.eng.Reconcile(context.Background(), "8", "sync"); err != nil {
 		t.Fatal(err)
 	}
-	owned, err := env.eng.own.Owns(context.Background(), id)
+	owned, err := provisioning.EngineOwns(env.eng, context.Background(), id)
 	if err != nil || !owned {
 		t.Fatalf("matched account not adopted: %v %v", owned, err)
 	}
-	env.src.remove("8")
+	env.src.Remove("8")
 	if _, err := env.eng.Reconcile(context.Background(), "8", "webhook"); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := env.dir.users[id]; ok && env.dir.user(id).AccountEnabled {
+	if env.dir.User(id).AccountEnabled {
 		t.Fatal("adopted account of a deleted person kept access")
 	}
 }
 
 func TestSafeguardBudgetHoldsBeyondThresholdForWebhooks(t *testing.T) {
 	ctx := context.Background()
-	env := newSafetyEnv(t, GuardSettings{MaxCount: 2, Window: time.Hour})
+	env := newSafetyEnv(t, provisioning.GuardSettings{MaxCount: 2, Window: time.Hour})
 	var ids []string
 	for i := range 5 {
 		id := string(rune('1' + i))
-		env.src.set(employee(id, "P"+id, "Person"))
+		env.src.Set(employee(id, "P"+id, "Person"))
 		ids = append(ids, id)
 	}
 	acc := env.converge(t, ids...)
@@ -178,9 +201,9 @@ func TestSafeguardBudgetHoldsBeyondThresholdForWebhooks(t *testing.T) {
 	// not possible (a leaver's profile is frozen), so make person 5 a mover
 	// instead: new title (non-destructive) and out of Finance (destructive).
 	for _, id := range ids[:4] {
-		env.src.set(employee(id, "P"+id, "Person", leftYesterday))
+		env.src.Set(employee(id, "P"+id, "Person", leftYesterday))
 	}
-	env.src.set(employee("5", "P5", "Person", func(e *model.Employee) {
+	env.src.Set(employee("5", "P5", "Person", func(e *model.Employee) {
 		e.Position, e.Department = "Seller", model.Ref{ID: "2", Name: "Sales"}
 	}))
 	held := 0
@@ -193,20 +216,20 @@ func TestSafeguardBudgetHoldsBeyondThresholdForWebhooks(t *testing.T) {
 	}
 	disabled := 0
 	for _, id := range ids[:4] {
-		if !env.dir.user(acc[id]).AccountEnabled {
+		if !env.dir.User(acc[id]).AccountEnabled {
 			disabled++
 		}
 	}
 	if disabled != 2 || held != 3 {
 		t.Fatalf("disabled %d, held %d people; want 2 and 3 (threshold 2)", disabled, held)
 	}
-	if got := env.dir.user(acc["5"]).Attributes["jobTitle"]; got != "Seller" {
+	if got := env.dir.User(acc["5"]).Attributes["jobTitle"]; got != "Seller" {
 		t.Errorf("the held mover's non-destructive change was not applied: jobTitle=%q", got)
 	}
-	if !env.dir.isMember(env.finance, acc["5"]) {
+	if !env.dir.IsMember(env.finance, acc["5"]) {
 		t.Error("the held mover lost Finance membership")
 	}
-	aps, err := env.eng.guard.Approvals(ctx)
+	aps, err := env.syncer().Approvals(ctx)
 	if err != nil || len(aps) != 1 || len(aps[0].People) != 3 {
 		t.Fatalf("want one approval with 3 people, got %+v %v", aps, err)
 	}
@@ -214,34 +237,33 @@ func TestSafeguardBudgetHoldsBeyondThresholdForWebhooks(t *testing.T) {
 	// A restart (new engine, same state) keeps the hold: a later trigger
 	// does not sneak the held change through.
 	r, _ := rules.LoadBytes("rules.yaml", []byte(safetyRules))
-	env.eng = env.engine(t, r, GuardSettings{MaxCount: 100})
+	env.eng = env.engine(t, r, provisioning.GuardSettings{MaxCount: 100})
 	if res, err := env.eng.Reconcile(ctx, aps[0].People[0], "schedule"); err != nil || res.Held == 0 {
 		t.Fatalf("held person reconciled again: held=%d err=%v", res.Held, err)
 	}
 
 	// Approving releases them: the queue gets them and their reconcile
 	// applies what is still due.
-	env.eng.guard.queue = env.q
-	if _, err := env.eng.guard.Approve(ctx, aps[0].ID); err != nil {
+	if _, err := env.syncer().Approve(ctx, aps[0].ID); err != nil {
 		t.Fatal(err)
 	}
-	if len(env.q.enqueued) != 3 {
-		t.Fatalf("approval enqueued %v", env.q.enqueued)
+	if len(env.q.Enqueued()) != 3 {
+		t.Fatalf("approval enqueued %v", env.q.Enqueued())
 	}
-	for _, id := range env.q.enqueued {
+	for _, id := range env.q.Enqueued() {
 		if res, err := env.eng.Reconcile(ctx, id, "approved"); err != nil || res.Held != 0 {
 			t.Fatalf("approved person %s still held: %+v %v", id, res, err)
 		}
 	}
 	for _, id := range ids[:4] {
-		if env.dir.user(acc[id]).AccountEnabled {
+		if env.dir.User(acc[id]).AccountEnabled {
 			t.Errorf("person %s still enabled after approval", id)
 		}
 	}
-	if env.dir.isMember(env.finance, acc["5"]) {
+	if env.dir.IsMember(env.finance, acc["5"]) {
 		t.Error("the mover is still in Finance after approval")
 	}
-	if aps, _ := env.eng.guard.Approvals(ctx); len(aps) != 0 {
+	if aps, _ := env.syncer().Approvals(ctx); len(aps) != 0 {
 		t.Errorf("approval still pending: %+v", aps)
 	}
 }
@@ -249,27 +271,27 @@ func TestSafeguardBudgetHoldsBeyondThresholdForWebhooks(t *testing.T) {
 func TestCollapsedSourceChangesNothing(t *testing.T) {
 	ctx := context.Background()
 	// A generous budget: the small tenant's 4 disables are under it.
-	env := newSafetyEnv(t, GuardSettings{MaxCount: 10})
+	env := newSafetyEnv(t, provisioning.GuardSettings{MaxCount: 10})
 	var ids []string
 	for i := range 4 {
 		id := string(rune('1' + i))
-		env.src.set(employee(id, "P"+id, "Person"))
+		env.src.Set(employee(id, "P"+id, "Person"))
 		ids = append(ids, id)
 	}
 	acc := env.converge(t, ids...)
 	for _, id := range ids {
-		env.src.remove(id)
+		env.src.Remove(id)
 	}
-	s := NewSyncer(SyncConfig{Engine: env.eng, Queue: env.q, State: env.state})
-	rep, err := s.Run(ctx, SyncOptions{Complete: true})
+	s := env.syncer()
+	rep, err := s.Run(ctx, provisioning.SyncOptions{Complete: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !rep.Collapsed || !rep.Guarded || rep.ApprovalID == "" || len(env.q.enqueued) != 0 {
-		t.Fatalf("collapsed source not held: %+v, enqueued %v", rep, env.q.enqueued)
+	if !rep.Collapsed || !rep.Guarded || rep.ApprovalID == "" || len(env.q.Enqueued()) != 0 {
+		t.Fatalf("collapsed source not held: %+v, enqueued %v", rep, env.q.Enqueued())
 	}
 	for _, id := range ids {
-		if !env.dir.user(acc[id]).AccountEnabled {
+		if !env.dir.User(acc[id]).AccountEnabled {
 			t.Fatalf("person %s disabled from an empty Personio", id)
 		}
 	}
@@ -277,21 +299,21 @@ func TestCollapsedSourceChangesNothing(t *testing.T) {
 	if res, err := env.eng.Reconcile(ctx, ids[0], "person.deleted"); err != nil || res.Held == 0 {
 		t.Fatalf("held person applied by a webhook: %+v %v", res, err)
 	}
-	if !env.dir.user(acc[ids[0]]).AccountEnabled {
+	if !env.dir.User(acc[ids[0]]).AccountEnabled {
 		t.Fatal("held person disabled")
 	}
 }
 
 func TestActiveEmployeeKeepsAccessWhenStartDateMovesForward(t *testing.T) {
 	ctx := context.Background()
-	env := newSafetyEnv(t, GuardSettings{MaxCount: 100})
-	env.src.set(employee("1", "Ann", "Active"))
+	env := newSafetyEnv(t, provisioning.GuardSettings{MaxCount: 100})
+	env.src.Set(employee("1", "Ann", "Active"))
 	acc := env.converge(t, "1")
-	if !env.dir.isMember(env.finance, acc["1"]) {
+	if !env.dir.IsMember(env.finance, acc["1"]) {
 		t.Fatal("setup: not in Finance")
 	}
 	for _, days := range []int{3, 30} { // pre-hire window and beyond it
-		env.src.set(employee("1", "Ann", "Active", func(e *model.Employee) {
+		env.src.Set(employee("1", "Ann", "Active", func(e *model.Employee) {
 			e.StartDate = model.DateOf(safetyNow.AddDate(0, 0, days))
 		}))
 		res, err := env.eng.Reconcile(ctx, "1", "person.updated")
@@ -301,7 +323,7 @@ func TestActiveEmployeeKeepsAccessWhenStartDateMovesForward(t *testing.T) {
 		if n := res.Plan.Destructive(); n != 0 {
 			t.Fatalf("start date +%dd: %d destructive changes planned: %+v", days, n, res.Plan.Changes)
 		}
-		if !env.dir.user(acc["1"]).AccountEnabled || !env.dir.isMember(env.finance, acc["1"]) {
+		if !env.dir.User(acc["1"]).AccountEnabled || !env.dir.IsMember(env.finance, acc["1"]) {
 			t.Fatalf("start date +%dd: access taken away", days)
 		}
 		if !slices.ContainsFunc(res.Plan.Notes, func(n string) bool { return strings.Contains(n, "access is kept") }) {
@@ -309,25 +331,25 @@ func TestActiveEmployeeKeepsAccessWhenStartDateMovesForward(t *testing.T) {
 		}
 	}
 	// A starter who is not ACTIVE yet is still pre-hire: disabled until day one.
-	env.src.set(employee("2", "Otto", "Onboarding", func(e *model.Employee) {
+	env.src.Set(employee("2", "Otto", "Onboarding", func(e *model.Employee) {
 		e.Status, e.StartDate = "ONBOARDING", model.DateOf(safetyNow.AddDate(0, 0, 3))
 	}))
 	acc2 := env.converge(t, "2")
-	if env.dir.user(acc2["2"]).AccountEnabled {
+	if env.dir.User(acc2["2"]).AccountEnabled {
 		t.Error("an onboarding starter's account is enabled before the start date")
 	}
 }
 
 func TestCompleteSyncBooksMissingSchedules(t *testing.T) {
 	ctx := context.Background()
-	env := newSafetyEnv(t, GuardSettings{MaxCount: 100})
-	env.src.set(employee("1", "Lea", "Leaving", func(e *model.Employee) {
+	env := newSafetyEnv(t, provisioning.GuardSettings{MaxCount: 100})
+	env.src.Set(employee("1", "Lea", "Leaving", func(e *model.Employee) {
 		e.LastWorkingDay = model.DateOf(safetyNow.AddDate(0, 0, 10))
 	}))
 	env.converge(t, "1")
 	env.q.CancelSchedule(ctx, "1") // the schedule was lost
-	s := NewSyncer(SyncConfig{Engine: env.eng, Queue: env.q, State: env.state})
-	rep, err := s.Run(ctx, SyncOptions{Complete: true})
+	s := env.syncer()
+	rep, err := s.Run(ctx, provisioning.SyncOptions{Complete: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -335,7 +357,7 @@ func TestCompleteSyncBooksMissingSchedules(t *testing.T) {
 		t.Fatalf("setup: person drifts: %+v", rep)
 	}
 	want := model.DateOf(safetyNow.AddDate(0, 0, 10)).End(mustLoc(t, "Europe/Berlin"))
-	if got := env.q.schedules["1"]; !got.Equal(want) || rep.Scheduled != 1 {
+	if got, _ := env.q.Scheduled("1"); !got.Equal(want) || rep.Scheduled != 1 {
 		t.Fatalf("schedule = %v (scheduled %d), want %v", got, rep.Scheduled, want)
 	}
 }

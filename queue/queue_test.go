@@ -375,6 +375,11 @@ func TestDeadLetters(t *testing.T) {
 		}
 	}
 
+	// The counters move right after the dead letter is stored.
+	waitFor(t, "dead-letter counters", 5*time.Second, func() bool {
+		return testutil.ToFloat64(deadLettersTotal.WithLabelValues(DeadLetterPermanent))-permBefore >= 1 &&
+			testutil.ToFloat64(deadLettersTotal.WithLabelValues(DeadLetterMaxDeliveries))-maxBefore >= 1
+	})
 	if d := testutil.ToFloat64(deadLettersTotal.WithLabelValues(DeadLetterPermanent)) - permBefore; d != 1 {
 		t.Errorf("dead_letters_total{reason=permanent} grew by %v, want 1", d)
 	}
@@ -750,4 +755,54 @@ func TestEmbeddedStoreIsLocked(t *testing.T) {
 	}
 	again.Shutdown()
 	again.WaitForShutdown()
+}
+
+// The retry contract: a Result with RequeueAfter and no error runs the work
+// again after that delay, without a dead letter; a retryable error with
+// RequeueAfter waits that long instead of the backoff.
+func TestHandlerResultRequeueAfter(t *testing.T) {
+	s := startServer(t)
+	cfg := fastConfig()
+	cfg.RetryBase, cfg.RetryMax = time.Minute, time.Minute // the backoff would outlast the test
+	q := openQueue(t, s, "requeue", cfg)
+	ctx := context.Background()
+	var mu sync.Mutex
+	calls := map[string][]time.Time{}
+	h := func(ctx context.Context, personID string) (work.Result, error) {
+		mu.Lock()
+		calls[personID] = append(calls[personID], time.Now())
+		n := len(calls[personID])
+		mu.Unlock()
+		if n > 1 {
+			return work.Result{}, nil
+		}
+		if personID == "waiting" {
+			return work.Result{RequeueAfter: 300 * time.Millisecond}, nil
+		}
+		return work.Result{RequeueAfter: 300 * time.Millisecond}, errors.New("graph: 429 too many requests")
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- q.RunWorkers(wctx, h, nil) }()
+	t.Cleanup(func() { cancel(); <-done })
+	for _, p := range []string{"waiting", "throttled"} {
+		if err := q.Enqueue(ctx, p, "sync"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "both handled twice", 20*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(calls["waiting"]) == 2 && len(calls["throttled"]) == 2
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	for p, ts := range calls {
+		if gap := ts[1].Sub(ts[0]); gap < 250*time.Millisecond || gap > 30*time.Second {
+			t.Errorf("%s: ran again after %s, want about 300ms (RequeueAfter, not the 1 min backoff)", p, gap)
+		}
+	}
+	if dls, err := q.DeadLetters(ctx); err != nil || len(dls) != 0 {
+		t.Errorf("dead letters = %v, %v; want none", dls, err)
+	}
 }

@@ -8,18 +8,27 @@ import (
 	"testing"
 	"time"
 
+	"github.com/personio-entra/personio-entra/provisioning/conformance"
 	"github.com/personio-entra/personio-entra/provisioning/personio"
 	"github.com/personio-entra/personio-entra/provisioning/personio/personiotest"
 )
 
-// TestConformance runs the same read-only checks against the simulator
-// and, with PERSONIO_CONFORMANCE=1 plus PERSONIO_CLIENT_ID and
-// PERSONIO_CLIENT_SECRET (and optionally PERSONIO_API_URL), against a real
-// Personio account. Against the real account nothing is written.
+// TestConformance runs the Source contract suite (provisioning/conformance)
+// and the client's own read-only checks against the simulator and, with
+// PERSONIO_CONFORMANCE=1 plus PERSONIO_CLIENT_ID and PERSONIO_CLIENT_SECRET
+// (and optionally PERSONIO_API_URL), against a real Personio account.
+// Against the real account nothing is written: the suite's check of a
+// deleted person runs against the simulator only.
 func TestConformance(t *testing.T) {
 	t.Run("simulator", func(t *testing.T) {
-		_, c := setup(t, personiotest.Options{}, personio.Config{})
-		conformance(t, c)
+		conformance.RunSource(t, func(t *testing.T) conformance.SourceFixture {
+			sim, c := setup(t, personiotest.Options{}, personio.Config{})
+			return conformance.SourceFixture{Source: c, Remove: func(_ *testing.T, id string) { sim.DeletePerson(id) }}
+		})
+		t.Run("client", func(t *testing.T) {
+			_, c := setup(t, personiotest.Options{}, personio.Config{})
+			clientConformance(t, c)
+		})
 	})
 	t.Run("personio", func(t *testing.T) {
 		id, secret := os.Getenv("PERSONIO_CLIENT_ID"), os.Getenv("PERSONIO_CLIENT_SECRET")
@@ -30,11 +39,13 @@ func TestConformance(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		conformance(t, c)
+		conformance.RunSource(t, func(*testing.T) conformance.SourceFixture { return conformance.SourceFixture{Source: c} })
+		t.Run("client", func(t *testing.T) { clientConformance(t, c) })
 	})
 }
 
-func conformance(t *testing.T, c *personio.Client) {
+// clientConformance checks what the client offers beyond provisioning.Source.
+func clientConformance(t *testing.T, c *personio.Client) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	if err := c.Check(ctx); err != nil {
@@ -49,36 +60,8 @@ func conformance(t *testing.T, c *personio.Client) {
 	}
 	byID := map[string]model.Employee{}
 	for _, e := range all {
-		if e.PersonID == "" || e.Status == "" {
-			t.Errorf("employee without id or status: %+v", e)
-		}
-		switch e.Status {
-		case "ONBOARDING", "ACTIVE", "LEAVE", "INACTIVE":
-		default:
-			t.Errorf("employee %s: status %q is not one of ONBOARDING, ACTIVE, LEAVE, INACTIVE", e.PersonID, e.Status)
-		}
-		if _, dup := byID[e.PersonID]; dup {
-			t.Errorf("employee %s listed twice", e.PersonID)
-		}
 		byID[e.PersonID] = e
 	}
-	t.Run("get matches list", func(t *testing.T) {
-		first := all[0]
-		got, err := c.GetEmployee(ctx, first.PersonID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got.PersonID != first.PersonID || got.Email != first.Email || got.Status != first.Status ||
-			got.Department != first.Department || got.SupervisorID != first.SupervisorID || got.StartDate != first.StartDate {
-			t.Errorf("GetEmployee %+v\ndiffers from the list entry %+v", got, first)
-		}
-	})
-	t.Run("unknown person", func(t *testing.T) {
-		_, err := c.GetEmployee(ctx, "987654321")
-		if !errors.Is(err, personio.ErrNotFound) {
-			t.Errorf("want ErrNotFound, got %v", err)
-		}
-	})
 	t.Run("updated since is a subset", func(t *testing.T) {
 		changed, err := c.ListEmployeesUpdatedSince(ctx, time.Now().Add(-30*24*time.Hour))
 		if err != nil {
