@@ -102,6 +102,9 @@ type Config struct {
 	// against; the zero value means the defaults (10 people or 5 % of the
 	// owned accounts within 1 h).
 	Guard GuardSettings
+	// Enqueuer queues people (the work queue): reports waiting for a
+	// manager's account, approvals' people. Optional.
+	Enqueuer Enqueuer
 	// ReplicationWait bounds how long a create that finds its UPN taken by
 	// an account Graph does not show yet waits for that account to become
 	// readable (Graph replicates a new object with a delay), to tell this
@@ -167,6 +170,7 @@ func New(cfg Config) (*Engine, error) {
 	e.own = newOwnership(cfg.State)
 	e.guard = newGuard(cfg.State, cfg.Guard, e.own, cfg.Now, cfg.Logger.With("component", "safeguard"))
 	e.guard.audit = e.audit
+	e.guard.queue = cfg.Enqueuer
 	return e, nil
 }
 
@@ -392,6 +396,16 @@ func (e *Engine) reconcile(ctx context.Context, personID, trigger string, m mode
 	}
 	if granted {
 		e.guard.consumeGrant(ctx, personID)
+	}
+	if res.Plan.UserID != "" && !e.cfg.DryRun && d.Phase != rules.PhaseLeaver && d.Phase != rules.PhaseDeleted {
+		// This person's account exists (created, adopted or long there):
+		// reports waiting for it as their manager go now.
+		e.releaseWaiters(ctx, personID)
+	}
+	if res.Plan.Wait && d.ManagerPersonID != "" && e.cfg.ManageManager && !e.cfg.DryRun {
+		if err := e.waitForManager(ctx, d.ManagerPersonID, personID); err != nil {
+			log.Warn("the report is retried on the schedule instead", "err", err)
+		}
 	}
 	if err := e.schedule(ctx, log, res.Plan, d); err != nil {
 		return res, err

@@ -364,3 +364,39 @@ func TestGuardHoldsOnlyDestructiveChanges(t *testing.T) {
 		t.Error("approved leaver keeps access")
 	}
 }
+
+// A report reconciled before their manager's account exists waits in the
+// index; the reconcile that creates the manager's account queues the report
+// at once (not after the periodic retry).
+func TestReportWaitingForManagerIsQueuedWhenManagerAccountExists(t *testing.T) {
+	env := newEngineEnv(t)
+	env.src.Set(employee("1", "Bea", "Boss"))
+	env.src.Set(employee("2", "Ada", "Lovelace", func(e *model.Employee) { e.SupervisorID = "1" }))
+	env.src.Set(employee("3", "Cy", "Clerk", func(e *model.Employee) { e.SupervisorID = "1" }))
+
+	for _, id := range []string{"2", "3", "2"} { // twice: recorded once
+		res := env.reconcile(t, id)
+		if !slices.ContainsFunc(res.Plan.Notes, func(n string) bool { return strings.Contains(n, "has no account yet") }) {
+			t.Fatalf("person %s: no manager note: %v", id, res.Plan.Notes)
+		}
+	}
+	if got := env.q.Enqueued(); len(got) != 0 {
+		t.Fatalf("queued before the manager exists: %v", got)
+	}
+	env.reconcile(t, "1") // creates the manager's account
+	got := env.q.Enqueued()
+	slices.Sort(got)
+	if !slices.Equal(got, []string{"2", "3"}) {
+		t.Fatalf("queued after the manager's account was created: %v, want [2 3]", got)
+	}
+	// The queued reconcile sets the manager.
+	res := env.reconcile(t, "2")
+	if u := env.dir.User(res.Plan.UserID); u.ManagerEmployeeID != "1" {
+		t.Errorf("manager of 2 = %q, want 1", u.ManagerEmployeeID)
+	}
+	// The index is cleared: a later reconcile of the manager queues no one.
+	env.reconcile(t, "1")
+	if n := len(env.q.Enqueued()); n != 2 {
+		t.Errorf("queued %d times in all, want 2", n)
+	}
+}

@@ -62,7 +62,7 @@ func NewSyncer(cfg SyncConfig) *Syncer {
 	if cfg.Holder == "" {
 		cfg.Holder = "personio-entra"
 	}
-	if cfg.Engine != nil && cfg.Queue != nil {
+	if cfg.Engine != nil && cfg.Queue != nil && cfg.Engine.guard.queue == nil {
 		cfg.Engine.guard.queue = cfg.Queue
 	}
 	return &Syncer{cfg: cfg}

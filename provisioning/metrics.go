@@ -61,6 +61,10 @@ var (
 		Name: "personio_entra_unowned_accounts",
 		Help: "Accounts carrying an employeeId Personio does not know that personio-entra does not own (last complete sync).",
 	})
+	managerReleases = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "personio_entra_manager_waiters_released_total",
+		Help: "Reports queued at once because their manager's account was created or adopted.",
+	})
 	sourceCollapsed = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "personio_entra_source_collapsed_total",
 		Help: "Complete syncs in which Personio returned no people, or far fewer than the owned accounts; nothing destructive was applied.",

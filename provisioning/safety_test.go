@@ -79,7 +79,7 @@ func (env *safetyEnv) engine(t *testing.T, r *rules.Rules, guard provisioning.Gu
 	eng, err := provisioning.New(provisioning.Config{
 		Source: env.src, Directory: env.dir, Rules: r, ManagedGroups: r.ManagedGroups(), ManageManager: true, MatchKeys: keys,
 		OnDeleted: provisioning.LeaverActions{RevokeSessions: true, RemoveMemberships: true},
-		State:     env.state, Guard: guard, Scheduler: env.q,
+		State:     env.state, Guard: guard, Scheduler: env.q, Enqueuer: env.q,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: func() time.Time { return safetyNow },
 	})
 	if err != nil {

@@ -75,7 +75,7 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger, q *queue.Queue, o
 		Window: cfg.GuardWindow, MinSourcePercent: cfg.GuardMinSource}
 	var state provisioning.KV
 	if q != nil { // a nil *queue.Queue must not become a non-nil interface
-		ecfg.Scheduler, ecfg.Audit = q, q
+		ecfg.Scheduler, ecfg.Audit, ecfg.Enqueuer = q, q, q
 		st, err := q.State(ctx)
 		if err != nil {
 			return nil, err
