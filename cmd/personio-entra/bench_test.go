@@ -663,3 +663,56 @@ func benchOnboarding(b *testing.B, budget int, window time.Duration) {
 			100*share, benchRoutes(c), m)
 	}
 }
+
+// BenchmarkManagerAfterReport: a report is created before their manager
+// (whose account does not exist yet); the time from the manager's account
+// appearing in Entra to the report's manager being set. The engine's
+// periodic manager retry is 2 minutes here, so anything faster is the
+// waiting index. Simulators at 20 ms latency.
+func BenchmarkManagerAfterReport(b *testing.B) {
+	const pairs = 10
+	s := startBenchStack(b, benchStackOptions{latency: 20 * time.Millisecond})
+	benchConverge(b, s, 5*time.Minute)
+	joinerOf := func(id, first, last, supervisor string) personiotest.Person {
+		p := personiotest.Person{ID: id, FirstName: first, LastName: last, Email: id + "@private.example.org", Gender: "MALE",
+			Employments: []personiotest.Employment{{ID: "e" + id, Status: "ACTIVE", Type: "INTERNAL", Position: personiotest.Position{Title: "Analyst"},
+				Office: &personiotest.IDRef{ID: "o1"}, OrgUnits: []personiotest.OrgUnitRef{{Type: "department", ID: "d1"}},
+				LegalEntity: &personiotest.IDRef{ID: "le1"}, EmploymentStartDate: time.Now().Format(time.DateOnly)}},
+		}
+		if supervisor != "" {
+			p.Employments[0].Supervisor = &personiotest.IDRef{ID: supervisor}
+		}
+		return p
+	}
+	waitFor := func(what string, ok func() bool) time.Time {
+		deadline := time.Now().Add(3 * time.Minute)
+		for !ok() {
+			if time.Now().After(deadline) {
+				b.Fatalf("%s did not happen within 3 minutes", what)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		return time.Now()
+	}
+	b.ResetTimer()
+	var all []time.Duration
+	for iter := range b.N {
+		for i := range pairs {
+			mgr, rep := strconv.Itoa(800000+iter*1000+2*i), strconv.Itoa(800001+iter*1000+2*i) // the benchmark rules need numeric ids
+			s.personio.UpsertPerson(joinerOf(rep, "Rep", fmt.Sprintf("Report%d%d", iter, i), mgr))
+			waitFor("report's account", func() bool { _, ok := s.userByEmployeeID(rep); return ok })
+			time.Sleep(200 * time.Millisecond) // the report's reconcile records that it waits
+			s.personio.UpsertPerson(joinerOf(mgr, "Max", fmt.Sprintf("Manager%d%d", iter, i), ""))
+			var m entratest.User
+			created := waitFor("manager's account", func() bool { var ok bool; m, ok = s.userByEmployeeID(mgr); return ok })
+			set := waitFor("report's manager", func() bool { u, _ := s.userByEmployeeID(rep); return u.ManagerID == m.ID })
+			all = append(all, set.Sub(created))
+		}
+	}
+	b.StopTimer()
+	slices.Sort(all)
+	b.ReportMetric(benchPercentile(all, 50).Seconds()*1000, "p50-ms")
+	b.ReportMetric(all[len(all)-1].Seconds()*1000, "max-ms")
+	b.Logf("manager set after the manager's account appeared: p50 %s, max %s over %d pairs",
+		benchPercentile(all, 50), all[len(all)-1], len(all))
+}
