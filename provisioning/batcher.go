@@ -16,6 +16,12 @@ type memberBatcher struct {
 	idle   time.Duration // flush when no one joined for this long
 	maxAge time.Duration // flush a batch this old even while people keep joining
 	max    int
+	// throttledUntil says until when Graph asked to slow down (nil: never
+	// known). While it lies ahead, batches stay open — up to maxHold — so
+	// that they fill instead of spending the recovering budget one member
+	// at a time, and creates and manager references go first.
+	throttledUntil func() time.Time
+	maxHold        time.Duration
 
 	mu      sync.Mutex
 	pending map[string]*memberBatch // group id → open batch
@@ -33,8 +39,9 @@ type memberBatch struct {
 // joiners, batches fill for up to maxAge (1 s) or 20 members. Graph does
 // not allow a manager in the create request (the manager is its own write),
 // so these batches are where a wave saves writes.
-func newMemberBatcher(d Directory) *memberBatcher {
-	return &memberBatcher{dir: d, idle: 25 * time.Millisecond, maxAge: time.Second, max: 20, pending: map[string]*memberBatch{}}
+func newMemberBatcher(d Directory, throttledUntil func() time.Time) *memberBatcher {
+	return &memberBatcher{dir: d, idle: 25 * time.Millisecond, maxAge: time.Second, max: 20,
+		throttledUntil: throttledUntil, maxHold: 30 * time.Second, pending: map[string]*memberBatch{}}
 }
 
 // Add adds userID to groupID, possibly together with other users.
@@ -78,6 +85,16 @@ func (b *memberBatcher) timer(groupID string, batch *memberBatch) {
 		due := batch.last.Add(b.idle)
 		if old := batch.created.Add(b.maxAge); old.Before(due) {
 			due = old
+		}
+		if b.throttledUntil != nil {
+			// Throttled: hold the batch until Graph's Retry-After has
+			// passed (it fills meanwhile), but never past maxHold.
+			if until := b.throttledUntil(); until.After(due) {
+				due = until
+				if hold := batch.created.Add(b.maxHold); hold.Before(due) {
+					due = hold
+				}
+			}
 		}
 		b.mu.Unlock()
 		wait := time.Until(due)

@@ -30,7 +30,7 @@ func (r *addRecorder) AddGroupMembers(_ context.Context, group string, users []s
 func TestMemberBatcher(t *testing.T) {
 	t.Run("a wave of 30 joiners costs two requests", func(t *testing.T) {
 		rec := &addRecorder{}
-		b := newMemberBatcher(rec)
+		b := newMemberBatcher(rec, nil)
 		b.idle = 300 * time.Millisecond // generous: goroutines may start late on a loaded machine
 		var wg sync.WaitGroup
 		errs := make([]error, 30)
@@ -57,7 +57,7 @@ func TestMemberBatcher(t *testing.T) {
 	})
 	t.Run("one bad member does not fail the others", func(t *testing.T) {
 		rec := &addRecorder{bad: "u03"}
-		b := newMemberBatcher(rec)
+		b := newMemberBatcher(rec, nil)
 		b.idle = 300 * time.Millisecond // generous: goroutines may start late on a loaded machine
 		var wg sync.WaitGroup
 		errs := make([]error, 5)
@@ -73,7 +73,7 @@ func TestMemberBatcher(t *testing.T) {
 	})
 	t.Run("groups are batched apart", func(t *testing.T) {
 		rec := &addRecorder{}
-		b := newMemberBatcher(rec)
+		b := newMemberBatcher(rec, nil)
 		b.idle = 300 * time.Millisecond // generous: goroutines may start late on a loaded machine
 		var wg sync.WaitGroup
 		for i := range 4 {
@@ -84,4 +84,53 @@ func TestMemberBatcher(t *testing.T) {
 			t.Errorf("%d requests for 2 groups: %v", len(rec.calls), rec.calls)
 		}
 	})
+}
+
+// While Graph throttles, additions that trickle in (one every 40 ms, longer
+// than the idle window) wait and fill their batch instead of going one by
+// one; unthrottled, the same trickle costs a request each.
+func TestMemberBatcherHoldsWhileThrottled(t *testing.T) {
+	trickle := func(b *memberBatcher) {
+		var wg sync.WaitGroup
+		for i := range 12 {
+			wg.Go(func() {
+				if err := b.Add(context.Background(), "g1", fmt.Sprintf("u%02d", i)); err != nil {
+					t.Errorf("u%02d: %v", i, err)
+				}
+			})
+			time.Sleep(40 * time.Millisecond)
+		}
+		wg.Wait()
+	}
+	calm := &addRecorder{}
+	trickle(newMemberBatcher(calm, nil))
+	if len(calm.calls) < 6 {
+		t.Fatalf("unthrottled trickle made %d requests; the test's spacing no longer exceeds the idle window", len(calm.calls))
+	}
+
+	throttled := &addRecorder{}
+	until := time.Now().Add(800 * time.Millisecond)
+	b := newMemberBatcher(throttled, func() time.Time { return until })
+	b.maxAge = 50 * time.Millisecond // would flush early without the throttle
+	trickle(b)
+	if len(throttled.calls) > 2 {
+		t.Errorf("throttled trickle made %d requests %v; want the batch held until the throttle ends", len(throttled.calls), throttled.calls)
+	}
+	for _, c := range throttled.calls {
+		if len(c) > 20 {
+			t.Errorf("request with %d members", len(c))
+		}
+	}
+
+	// The hold is bounded even if Graph keeps throttling.
+	forever := &addRecorder{}
+	b = newMemberBatcher(forever, func() time.Time { return time.Now().Add(time.Hour) })
+	b.maxHold = 200 * time.Millisecond
+	start := time.Now()
+	if err := b.Add(context.Background(), "g1", "u1"); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("held %s, want about maxHold (200ms)", d)
+	}
 }

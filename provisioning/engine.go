@@ -159,7 +159,11 @@ func New(cfg Config) (*Engine, error) {
 	// Group writes and reads go through the cache guard, so that a managed
 	// group deleted in Entra is resolved again (groupcache.go).
 	e.cfg.Directory = groupCacheDirectory{Directory: cfg.Directory, e: e}
-	e.members = newMemberBatcher(e.cfg.Directory)
+	var throttledUntil func() time.Time
+	if t, ok := cfg.Directory.(interface{ ThrottledUntil() time.Time }); ok {
+		throttledUntil = t.ThrottledUntil
+	}
+	e.members = newMemberBatcher(e.cfg.Directory, throttledUntil)
 	if cfg.State == nil {
 		cfg.State = NewMemKV()
 		e.cfg.State = cfg.State

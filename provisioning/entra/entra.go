@@ -85,7 +85,15 @@ type Directory struct {
 
 	mu     sync.Mutex
 	recent map[string]time.Time // ids created by this process, for replication retries
+
+	throttle *throttleSignal
 }
+
+// ThrottledUntil is when the latest 429 Graph answered this client asked it
+// to wait until (the zero time when it never did). The engine holds group
+// additions while it lies ahead, so that their batches fill and creates and
+// manager references get the write budget first.
+func (d *Directory) ThrottledUntil() time.Time { return d.throttle.get() }
 
 var _ provisioning.Directory = (*Directory)(nil)
 
@@ -146,6 +154,7 @@ func New(ctx context.Context, cfg Config) (*Directory, error) {
 	if err != nil {
 		return nil, fmt.Errorf("entra: auth provider for %s: %w", gu.Host, err)
 	}
+	throttle := &throttleSignal{}
 	var parent http.RoundTripper = http.DefaultTransport
 	timeout := 100 * time.Second
 	if cfg.HTTPClient != nil {
@@ -157,7 +166,7 @@ func New(ctx context.Context, cfg Config) (*Directory, error) {
 		}
 	}
 	hc := &http.Client{
-		Transport:     khttp.NewCustomTransportWithParentTransport(metricsTransport{next: parent}, middlewares(cfg.Retry, log)...),
+		Transport:     khttp.NewCustomTransportWithParentTransport(metricsTransport{next: parent}, middlewares(cfg.Retry, log, throttle)...),
 		Timeout:       timeout,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
@@ -173,6 +182,7 @@ func New(ctx context.Context, cfg Config) (*Directory, error) {
 		repl = 30 * time.Second
 	}
 	d := &Directory{
+		throttle: throttle,
 		client:   msgraphsdk.NewGraphServiceClient(adapter),
 		graphURL: graphBase,
 		log:      log,

@@ -201,8 +201,14 @@ func TestWriteBudget(t *testing.T) {
 	if sim.Requests().Throttled == 0 {
 		t.Fatal("the write budget never answered 429")
 	}
+	if !d.ThrottledUntil().After(time.Now().Add(-time.Minute)) {
+		t.Errorf("ThrottledUntil = %v after 429s: the engine cannot hold group additions", d.ThrottledUntil())
+	}
 
 	sim2, d2, _ := newSimDirectory(t, entratest.Options{WriteBudget: 1, WriteWindow: time.Hour}, func(c *Config) { c.Retry.MaxAttempts = 2 })
+	if !d2.ThrottledUntil().IsZero() {
+		t.Errorf("a fresh client reports throttling until %v", d2.ThrottledUntil())
+	}
 	id := sim2.AddUser(entratest.User{UserPrincipalName: "a@example.com", DisplayName: "A"})
 	if err := d2.SetAccountEnabled(ctx, id, false); err != nil {
 		t.Fatalf("first write: %v", err)

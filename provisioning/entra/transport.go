@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	khttp "github.com/microsoft/kiota-http-go"
@@ -111,8 +112,30 @@ func (p RetryPolicy) withDefaults() RetryPolicy {
 // bounds attempts and total wait, stops when the context ends, and feeds the
 // retry metrics.
 type retryMiddleware struct {
-	policy RetryPolicy
-	log    *slog.Logger
+	policy   RetryPolicy
+	log      *slog.Logger
+	throttle *throttleSignal // may be nil
+}
+
+// throttleSignal remembers until when Graph asked this client to slow down
+// (the latest 429's Retry-After), so that the engine can hold work that can
+// wait (group additions fill their batches) while the budget recovers.
+type throttleSignal struct{ until atomic.Int64 } // unix nanoseconds
+
+func (s *throttleSignal) note(until time.Time) {
+	for {
+		cur := s.until.Load()
+		if until.UnixNano() <= cur || s.until.CompareAndSwap(cur, until.UnixNano()) {
+			return
+		}
+	}
+}
+
+func (s *throttleSignal) get() time.Time {
+	if s == nil || s.until.Load() == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, s.until.Load())
 }
 
 func (m retryMiddleware) Intercept(p khttp.Pipeline, idx int, req *http.Request) (*http.Response, error) {
@@ -150,6 +173,9 @@ func (m retryMiddleware) Intercept(p khttp.Pipeline, idx int, req *http.Request)
 			delay = m.policy.BaseDelay << (attempt - 1)
 			delay += time.Duration(rand.Int64N(int64(m.policy.BaseDelay)))
 		}
+		if code == http.StatusTooManyRequests && m.throttle != nil {
+			m.throttle.note(time.Now().Add(delay))
+		}
 		if waited+delay > m.policy.MaxWait {
 			return resp, nil
 		}
@@ -185,12 +211,12 @@ func retryAfter(v string, now time.Time) (time.Duration, bool) {
 // middlewares is the Graph default chain with our retry handler in place of
 // Kiota's, in a fixed order (Kiota builds its own from a map,
 // docs/graph-behaviour.md#sdk-middleware).
-func middlewares(policy RetryPolicy, log *slog.Logger) []khttp.Middleware {
+func middlewares(policy RetryPolicy, log *slog.Logger, throttle *throttleSignal) []khttp.Middleware {
 	opts := msgraphcore.GraphClientOptions{}
 	return []khttp.Middleware{
 		msgraphcore.NewGraphTelemetryHandler(&opts),
 		khttp.NewUrlReplaceHandler(true, msgraphcore.ReplacementPairs),
-		retryMiddleware{policy: policy.withDefaults(), log: log},
+		retryMiddleware{policy: policy.withDefaults(), log: log, throttle: throttle},
 		khttp.NewRedirectHandler(),
 		khttp.NewCompressionHandler(),
 		khttp.NewParametersNameDecodingHandler(),
