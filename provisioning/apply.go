@@ -296,7 +296,7 @@ func (e *Engine) classify(err error) error {
 	var de *DirectoryError
 	if errors.As(err, &de) {
 		switch de.Kind {
-		case KindPermanent, KindForbidden:
+		case KindRejected, KindForbidden:
 			return work.Terminal(err)
 		}
 	}

@@ -22,7 +22,7 @@ func (r *addRecorder) AddGroupMembers(_ context.Context, group string, users []s
 	defer r.mu.Unlock()
 	r.calls = append(r.calls, slices.Clone(users))
 	if slices.Contains(users, r.bad) {
-		return &DirectoryError{Kind: KindPermanent, Op: "add members", Message: "bad reference"}
+		return &DirectoryError{Kind: KindRejected, Op: "add members", Message: "bad reference"}
 	}
 	return nil
 }

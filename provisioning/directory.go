@@ -116,7 +116,7 @@ const (
 	KindThrottled           // 429 after retries; RetryAfter says how long to wait
 	KindForbidden           // 403: missing permission or privileged target
 	KindTransient           // 5xx, timeouts: try again later
-	KindPermanent           // 400 and friends: retrying will not help
+	KindRejected            // 400 and friends: Graph refused the request as it is
 )
 
 func (k ErrorKind) String() string {
@@ -131,8 +131,8 @@ func (k ErrorKind) String() string {
 		return "forbidden"
 	case KindTransient:
 		return "transient"
-	case KindPermanent:
-		return "permanent"
+	case KindRejected:
+		return "rejected"
 	}
 	return "unknown"
 }
@@ -144,7 +144,7 @@ var (
 	ErrThrottled = errors.New("directory: throttled")
 	ErrForbidden = errors.New("directory: forbidden")
 	ErrTransient = errors.New("directory: transient failure")
-	ErrPermanent = errors.New("directory: permanent failure")
+	ErrRejected  = errors.New("directory: request rejected")
 )
 
 // DirectoryError is the error every Directory method returns on failure.
@@ -186,8 +186,8 @@ func (e *DirectoryError) Is(target error) bool {
 		return e.Kind == KindForbidden
 	case ErrTransient:
 		return e.Kind == KindTransient
-	case ErrPermanent:
-		return e.Kind == KindPermanent
+	case ErrRejected:
+		return e.Kind == KindRejected
 	}
 	return false
 }

@@ -192,7 +192,7 @@ type Result struct {
 // engine marked it work.Terminal (ambiguous match, invalid rules result, a
 // refused write), or the directory classified the request as invalid.
 func terminal(err error) bool {
-	return work.IsTerminal(err) || errors.Is(err, ErrPermanent)
+	return work.IsTerminal(err) || errors.Is(err, ErrRejected)
 }
 
 // Handle is the queue's handler: one reconcile of the person, the trigger

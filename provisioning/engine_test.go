@@ -186,13 +186,13 @@ func TestReconcileApplyFailureClassification(t *testing.T) {
 		joiner    bool // fail the create of a new account instead of a change
 		permanent bool
 	}{
-		{"update permanent", "UpdateUser", provisioning.KindPermanent, false, true},
+		{"update permanent", "UpdateUser", provisioning.KindRejected, false, true},
 		{"update forbidden", "UpdateUser", provisioning.KindForbidden, false, true},
 		{"update transient", "UpdateUser", provisioning.KindTransient, false, false},
 		{"update throttled", "UpdateUser", provisioning.KindThrottled, false, false},
-		{"group add permanent", "AddGroupMembers", provisioning.KindPermanent, false, true},
+		{"group add permanent", "AddGroupMembers", provisioning.KindRejected, false, true},
 		{"group add transient", "AddGroupMembers", provisioning.KindTransient, false, false},
-		{"create permanent", "CreateUser", provisioning.KindPermanent, true, true},
+		{"create permanent", "CreateUser", provisioning.KindRejected, true, true},
 		{"create transient", "CreateUser", provisioning.KindTransient, true, false},
 	}
 	for _, tc := range cases {

@@ -157,7 +157,7 @@ func wantKind(t *testing.T, what string, err error, kind provisioning.ErrorKind)
 	}
 	sentinel := map[provisioning.ErrorKind]error{
 		provisioning.KindNotFound: provisioning.ErrNotFound, provisioning.KindConflict: provisioning.ErrConflict,
-		provisioning.KindPermanent: provisioning.ErrPermanent, provisioning.KindForbidden: provisioning.ErrForbidden,
+		provisioning.KindRejected: provisioning.ErrRejected, provisioning.KindForbidden: provisioning.ErrForbidden,
 	}[kind]
 	if sentinel != nil && !errors.Is(err, sentinel) {
 		t.Fatalf("%s: errors.Is(err, %v) is false for %v", what, sentinel, err)
@@ -272,7 +272,7 @@ func testUpdateUser(t *testing.T, f DirectoryFixture) {
 		t.Fatalf("UpdateUser without changes: %v", err)
 	}
 	empty := ""
-	wantKind(t, "UpdateUser with an empty string (clear with nil)", d.UpdateUser(ctx, u.ID, map[string]*string{"department": &empty}), provisioning.KindPermanent)
+	wantKind(t, "UpdateUser with an empty string (clear with nil)", d.UpdateUser(ctx, u.ID, map[string]*string{"department": &empty}), provisioning.KindRejected)
 	Eventually(t, f.Settle, "update visible", func() error {
 		got, err := d.GetUser(ctx, u.ID)
 		if err != nil {

@@ -351,7 +351,7 @@ func TestGroupManageability(t *testing.T) {
 	mesg := sim.AddGroup(entratest.Group{DisplayName: "Mail sec", MailEnabled: true, SecurityEnabled: true})
 	err := d.AddGroupMembers(ctxT(t), mesg, []string{uid})
 	var de *provisioning.DirectoryError
-	if !errors.As(err, &de) || de.Kind != provisioning.KindPermanent || !strings.Contains(de.Message, "mail-enabled security") {
+	if !errors.As(err, &de) || de.Kind != provisioning.KindRejected || !strings.Contains(de.Message, "mail-enabled security") {
 		t.Fatalf("adding to a mail-enabled security group: %#v", err)
 	}
 }
@@ -402,8 +402,8 @@ func TestUpdateClearSendsNull(t *testing.T) {
 	}
 	// An empty string would be rejected by Graph
 	// (docs/graph-behaviour.md#user-property-limits): the simulator does too.
-	if err := d.UpdateUser(ctxT(t), id, map[string]*string{"department": ptr("")}); !errors.Is(err, provisioning.ErrPermanent) {
-		t.Fatalf("empty string: want ErrPermanent, got %v", err)
+	if err := d.UpdateUser(ctxT(t), id, map[string]*string{"department": ptr("")}); !errors.Is(err, provisioning.ErrRejected) {
+		t.Fatalf("empty string: want ErrRejected, got %v", err)
 	}
 }
 
@@ -469,7 +469,7 @@ func TestErrorsAreTyped(t *testing.T) {
 		{"remove absent manager", d.SetManager(ctx, uid, ""), -1},
 		{"manager that does not exist", d.SetManager(ctx, uid, "missing"), provisioning.KindNotFound},
 		{"restore a user that is not deleted", d.RestoreUser(ctx, uid), provisioning.KindNotFound},
-		{"unknown property", d.UpdateUser(ctx, uid, map[string]*string{"shoeSize": ptr("44")}), provisioning.KindPermanent},
+		{"unknown property", d.UpdateUser(ctx, uid, map[string]*string{"shoeSize": ptr("44")}), provisioning.KindRejected},
 	}
 	for _, tc := range cases {
 		if got := kindOf(tc.err); got != tc.want {

@@ -111,7 +111,7 @@ func classify(op string, err error) *provisioning.DirectoryError {
 			out.Kind = provisioning.KindTransient
 			out.RetryAfter = g.retryAfter
 		case g.status >= 400:
-			out.Kind = provisioning.KindPermanent
+			out.Kind = provisioning.KindRejected
 		default:
 			out.Kind = provisioning.KindUnknown
 		}

@@ -214,7 +214,7 @@ func (d *Directory) FindUsers(ctx context.Context, key, value string) ([]provisi
 	switch key {
 	case "employeeId", "userPrincipalName", "mail":
 	default:
-		return nil, &provisioning.DirectoryError{Kind: provisioning.KindPermanent, Op: op,
+		return nil, &provisioning.DirectoryError{Kind: provisioning.KindRejected, Op: op,
 			Message: "key must be employeeId, userPrincipalName or mail"}
 	}
 	ctx = withOp(ctx, "find_users")
@@ -357,7 +357,7 @@ func (d *Directory) CreateUser(ctx context.Context, nu provisioning.NewUser) (pr
 	const op = "create user"
 	body, err := d.newUserBody(nu)
 	if err != nil {
-		return provisioning.User{}, &provisioning.DirectoryError{Kind: provisioning.KindPermanent, Op: op, Message: err.Error(), Err: err}
+		return provisioning.User{}, &provisioning.DirectoryError{Kind: provisioning.KindRejected, Op: op, Message: err.Error(), Err: err}
 	}
 	wantEmp := nu.Attributes["employeeId"]
 	ctx = withOp(ctx, "create_user")
@@ -495,7 +495,7 @@ func (d *Directory) UpdateUser(ctx context.Context, id string, changes map[strin
 		}
 		u := models.NewUser()
 		if err := applyChanges(u, changes, org); err != nil {
-			return &provisioning.DirectoryError{Kind: provisioning.KindPermanent, Op: op, Message: err.Error(), Err: err}
+			return &provisioning.DirectoryError{Kind: provisioning.KindRejected, Op: op, Message: err.Error(), Err: err}
 		}
 		if _, err := d.client.Users().ByUserId(id).Patch(ctx, u, nil); err != nil {
 			return d.fail(op, err)

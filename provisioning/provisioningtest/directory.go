@@ -94,7 +94,7 @@ func (d *Directory) AddUser(u provisioning.User) string {
 // AddGroup seeds a group (an empty ID is generated) and returns its id. A
 // group with an Unmanageable reason stands for one whose membership Graph
 // cannot write (distribution list, mail-enabled security, dynamic, synced):
-// membership writes to it fail with KindPermanent.
+// membership writes to it fail with KindRejected.
 func (d *Directory) AddGroup(g provisioning.Group) string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -237,7 +237,7 @@ func (d *Directory) FindUsers(_ context.Context, key, value string) ([]provision
 		case "mail":
 			v = u.Mail
 		default:
-			return nil, &provisioning.DirectoryError{Kind: provisioning.KindPermanent, Op: "find users by " + key,
+			return nil, &provisioning.DirectoryError{Kind: provisioning.KindRejected, Op: "find users by " + key,
 				Message: "key must be employeeId, userPrincipalName or mail"}
 		}
 		if v != "" && strings.EqualFold(v, value) {
@@ -291,7 +291,7 @@ func (d *Directory) CreateUser(_ context.Context, nu provisioning.NewUser) (prov
 		return provisioning.User{}, err
 	}
 	if nu.UserPrincipalName == "" || !strings.Contains(nu.UserPrincipalName, "@") {
-		return provisioning.User{}, &provisioning.DirectoryError{Kind: provisioning.KindPermanent, Op: op, Code: "Request_BadRequest",
+		return provisioning.User{}, &provisioning.DirectoryError{Kind: provisioning.KindRejected, Op: op, Code: "Request_BadRequest",
 			Message: fmt.Sprintf("invalid userPrincipalName %q", nu.UserPrincipalName), Target: "userPrincipalName"}
 	}
 	for _, set := range []map[string]*provisioning.User{d.users, d.deleted} {
@@ -341,13 +341,13 @@ func (d *Directory) write(method, op, id string, f func(u *provisioning.User) er
 }
 
 // UpdateUser patches the given properties; nil clears one. An empty
-// string is refused (KindPermanent) as Graph refuses it. employeeId is kept
+// string is refused (KindRejected) as Graph refuses it. employeeId is kept
 // in step with User.EmployeeID.
 func (d *Directory) UpdateUser(_ context.Context, id string, changes map[string]*string) error {
 	return d.write("UpdateUser", "update user", id, func(u *provisioning.User) error {
 		for k, v := range changes {
 			if v != nil && *v == "" {
-				return &provisioning.DirectoryError{Kind: provisioning.KindPermanent, Op: "update user", Code: "Request_BadRequest",
+				return &provisioning.DirectoryError{Kind: provisioning.KindRejected, Op: "update user", Code: "Request_BadRequest",
 					Message: fmt.Sprintf("Invalid value specified for property '%s': an empty string; send null to clear it", k), Target: k}
 			}
 		}
@@ -387,7 +387,7 @@ func (d *Directory) SetManager(_ context.Context, id, managerID string) error {
 				return notFound("set manager", "user "+managerID)
 			}
 			if managerID == id {
-				return &provisioning.DirectoryError{Kind: provisioning.KindPermanent, Op: "set manager", Message: "a user cannot be their own manager"}
+				return &provisioning.DirectoryError{Kind: provisioning.KindRejected, Op: "set manager", Message: "a user cannot be their own manager"}
 			}
 		}
 		u.ManagerID = managerID
@@ -518,7 +518,7 @@ func (d *Directory) membershipWritable(op, groupID string, userIDs ...string) er
 		return notFound(op, "group "+groupID)
 	}
 	if g.Unmanageable != "" {
-		return &provisioning.DirectoryError{Kind: provisioning.KindPermanent, Op: op, Code: "Request_BadRequest", Message: g.Unmanageable}
+		return &provisioning.DirectoryError{Kind: provisioning.KindRejected, Op: op, Code: "Request_BadRequest", Message: g.Unmanageable}
 	}
 	for _, u := range userIDs {
 		if _, ok := d.users[u]; !ok {

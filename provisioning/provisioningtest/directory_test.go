@@ -58,7 +58,7 @@ func TestDirectoryTestAPI(t *testing.T) {
 		}
 	}
 	ug := d.AddGroup(provisioning.Group{DisplayName: "List", Unmanageable: "a distribution list"})
-	if err := d.AddGroupMembers(ctx, ug, []string{u}); !errors.Is(err, provisioning.ErrPermanent) {
+	if err := d.AddGroupMembers(ctx, ug, []string{u}); !errors.Is(err, provisioning.ErrRejected) {
 		t.Errorf("write to an unmanageable group: %v", err)
 	}
 	d.ResetWrites()
