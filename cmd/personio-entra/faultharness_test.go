@@ -871,16 +871,7 @@ func (e *faultEnv) verify(r *faultResult, sent sendResult, convergeWithin time.D
 	t := e.t
 	t.Helper()
 	drainStart := time.Now()
-	e.eventually("queues drained", convergeWithin, func() error {
-		b, _, err := e.queueBacklog()
-		if err != nil {
-			return err
-		}
-		if b > 0 {
-			return fmt.Errorf("%d messages pending or in flight", b)
-		}
-		return nil
-	})
+	e.drained(convergeWithin)
 	var graph entratest.Counters
 	var outage struct {
 		Rejected int64 `json:"rejected"`
