@@ -16,6 +16,10 @@ var (
 		Name: "personio_entra_queue_redeliveries_total",
 		Help: "Work messages delivered to a worker more than once (retries after a failure, a timeout or a crashed worker).",
 	})
+	supersededTotal = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "personio_entra_queue_superseded_total",
+		Help: "Person work acknowledged without running the handler because newer work for the same person was already queued behind it (docs/jetstream.md#coalescing-work-for-one-person).",
+	})
 	deadLettersTotal = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "personio_entra_dead_letters_total",
 		Help: "Work messages moved to the dead-letter stream, by reason (permanent, max_deliveries).",

@@ -123,6 +123,7 @@ func (c Config) withDefaults() Config {
 type Queue struct {
 	nc     *nats.Conn
 	js     jetstream.JetStream
+	events jetstream.Stream // the work stream, for the workers' supersession check
 	cfg    Config
 	logger *slog.Logger
 }
@@ -201,9 +202,11 @@ func (q *Queue) setup(ctx context.Context) error {
 		AllowMsgSchedules: true,
 		AllowRollup:       true,
 	}
-	if _, err := q.js.CreateOrUpdateStream(ctx, events); err != nil {
+	es, err := q.js.CreateOrUpdateStream(ctx, events)
+	if err != nil {
 		return fmt.Errorf("queue: open: create or update stream %s: %w", EventStream, err)
 	}
+	q.events = es
 	dlq := jetstream.StreamConfig{
 		Name:        DeadLetterStream,
 		Description: "personio-entra work that failed permanently or ran out of attempts",

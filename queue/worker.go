@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -184,6 +185,25 @@ func (q *Queue) process(workCtx context.Context, log *slog.Logger, msg jetstream
 		log = log.With(slog.String("person_id", target.personID))
 	}
 
+	// Coalescing (docs/jetstream.md#coalescing-work-for-one-person): the
+	// handler re-reads the source of truth, so work for a person that has
+	// not started is redundant when newer work for them is already stored
+	// behind it; that newer message runs instead, later in this partition.
+	if perr == nil && target.personID != "" {
+		if newer, ok := q.superseded(workCtx, log, msg, md); ok {
+			opCtx, cancel := context.WithTimeout(context.WithoutCancel(workCtx), q.cfg.OpTimeout)
+			defer cancel()
+			// DoubleAck: a lost ack would hold the partition's single
+			// ack-pending slot until AckWait.
+			if err := msg.DoubleAck(opCtx); err != nil {
+				log.Warn("workers: ack of superseded work not confirmed; it comes back and is checked again", slog.Any("err", err))
+			}
+			supersededTotal.Inc()
+			log.Debug("work superseded by newer work for the person, not run", slog.Uint64("newer_seq", newer))
+			return
+		}
+	}
+
 	var herr error
 	var res work.Result
 	switch {
@@ -273,6 +293,41 @@ func (q *Queue) process(workCtx context.Context, log *slog.Logger, msg jetstream
 		workDuration.WithLabelValues(outcomeRetry).Observe(time.Since(start).Seconds())
 		log.Warn("work failed, will retry", slog.Duration("retry_in", delay), slog.Any("err", herr))
 	}
+}
+
+// superseded reports whether newer work for the same person is stored after
+// msg, and the sequence of the newest. It is never true for the newest
+// message of a person, so the last piece of work always runs; and it is only
+// asked before the handler starts, so work that arrives while a handler runs
+// is handled after it. Any doubt (an error, a timeout) answers false: the
+// handler then runs, which is always safe.
+//
+// The answer comes from the stream, not the consumer: the last message on
+// the person's subjects (every kind: events, schedules, syncs, re-drives)
+// in the partition, read with a last-by-subject message get on
+// pe.p.<k>.person.<person>.*. When the delivery says nothing was pending in
+// the partition behind this message (NumPending 0), nothing newer existed
+// for anyone in it, and the read is skipped.
+func (q *Queue) superseded(ctx context.Context, log *slog.Logger, msg jetstream.Msg, md *jetstream.MsgMetadata) (uint64, bool) {
+	if md.NumPending == 0 || q.events == nil {
+		return 0, false
+	}
+	subj := msg.Subject()
+	i := strings.LastIndexByte(subj, '.')
+	if i < 0 {
+		return 0, false
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), q.cfg.OpTimeout)
+	defer cancel()
+	last, err := q.events.GetLastMsgForSubject(ctx, subj[:i]+".*")
+	if err != nil {
+		log.Warn("workers: checking for newer work failed; running this one", slog.Any("err", err))
+		return 0, false
+	}
+	if last.Sequence > md.Sequence.Stream {
+		return last.Sequence, true
+	}
+	return 0, false
 }
 
 // holdForDeadLetter keeps a message that could not be dead-lettered: it

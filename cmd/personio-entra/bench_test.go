@@ -716,3 +716,106 @@ func BenchmarkManagerAfterReport(b *testing.B) {
 	b.Logf("manager set after the manager's account appeared: p50 %s, max %s over %d pairs",
 		benchPercentile(all, 50), all[len(all)-1], len(all))
 }
+
+// benchCounter sums a counter family of the default registry.
+func benchCounter(tb testing.TB, name string) float64 {
+	tb.Helper()
+	mfs, err := prometheus.DefaultGatherer.Gather()
+	if err != nil {
+		tb.Fatalf("gather metrics: %v", err)
+	}
+	var n float64
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				n += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return n
+}
+
+// BenchmarkReconcilesPerHire: how many reconciles one joiner costs when the
+// Personio change sends person.created, employment.created and two updates
+// (employment.updated for the title, person.updated for the preferred
+// name) back to back, as real webhooks, with 20 ms latency on every
+// Personio and Graph call. "one-at-a-time" adds one joiner and waits until
+// the workers are quiet before the next; "burst" adds every joiner at once
+// (several joiners share a partition, so more of their work queues).
+func BenchmarkReconcilesPerHire(b *testing.B) {
+	for _, bc := range []struct {
+		name  string
+		hires int
+		burst bool
+	}{
+		{"one-at-a-time", 40, false},
+		{"burst", 200, true},
+	} {
+		b.Run(bc.name, func(b *testing.B) { benchReconcilesPerHire(b, bc.hires, bc.burst) })
+	}
+}
+
+func benchReconcilesPerHire(b *testing.B, hires int, burst bool) {
+	const latency = 20 * time.Millisecond
+	s := startBenchStack(b, benchStackOptions{latency: latency, company: personiotest.GenerateCompany(200), writeBudget: 1 << 30})
+	benchConverge(b, s, 5*time.Minute)
+	template := personiotest.GenerateCompany(54).Persons
+	var active []personiotest.Person
+	for _, p := range template {
+		if e := personiotest.CurrentEmployment(&p); e != nil && e.Status == "ACTIVE" && e.Termination == nil && e.Type == "INTERNAL" {
+			active = append(active, p)
+		}
+	}
+	startDate := time.Now().AddDate(0, 0, 7).Format(time.DateOnly)
+	b.ResetTimer()
+	for iter := range b.N {
+		b.StopTimer()
+		s.personio.WaitDeliveries()
+		deliveries0 := len(s.personio.Deliveries())
+		rec0 := benchReconciles(b)
+		sup0 := benchCounter(b, "personio_entra_queue_superseded_total")
+		b.StartTimer()
+		t0 := time.Now()
+		hire := func(i int) {
+			p := active[i%len(active)]
+			p.ID = strconv.Itoa(300000 + iter*hires + i)
+			p.Email = "joiner" + p.ID + "@example.org"
+			p.CreatedAt, p.UpdatedAt = time.Time{}, time.Time{}
+			p.Employments = []personiotest.Employment{p.Employments[0]}
+			e := &p.Employments[0]
+			e.ID = "e" + p.ID
+			e.Status, e.EmploymentStartDate, e.Termination = "ONBOARDING", startDate, nil
+			e.Supervisor = &personiotest.IDRef{ID: "100000"}
+			e.CreatedAt, e.UpdatedAt = time.Time{}, time.Time{}
+			s.personio.UpsertPerson(p)                                                                   // person.created, employment.created
+			s.personio.UpdatePerson(p.ID, benchSetTitle("Joiner"))                                       // employment.updated
+			s.personio.UpdatePerson(p.ID, func(q *personiotest.Person) { q.PreferredName = "J" + q.ID }) // person.updated
+		}
+		for i := range hires {
+			hire(i)
+			if !burst {
+				s.personio.WaitDeliveries()
+				benchWaitReconciles(b, s, benchReconciles(b), 0, 500*time.Millisecond, time.Minute)
+			}
+		}
+		s.personio.WaitDeliveries()
+		benchWaitReconciles(b, s, rec0, float64(hires), time.Second, 3*time.Minute)
+		took := time.Since(t0)
+		b.StopTimer()
+		ids := benchEntraIDs(s)
+		for i := range hires {
+			id := strconv.Itoa(300000 + iter*hires + i)
+			if u, ok := s.entra.User(ids[id]); !ok || u.Properties["jobTitle"] != "Joiner" {
+				b.Fatalf("joiner %s not provisioned with the last title: %+v", id, u)
+			}
+		}
+		webhooks := len(s.personio.Deliveries()) - deliveries0
+		rec := benchReconciles(b) - rec0
+		sup := benchCounter(b, "personio_entra_queue_superseded_total") - sup0
+		b.ReportMetric(rec/float64(hires), "reconciles/hire")
+		b.ReportMetric(float64(webhooks)/float64(hires), "webhooks/hire")
+		b.ReportMetric(sup/float64(hires), "superseded/hire")
+		b.Logf("%d joiners (burst %t): %d webhooks, %.0f reconciles (%.2f per joiner), %.0f superseded, %s",
+			hires, burst, webhooks, rec, rec/float64(hires), sup, took.Round(100*time.Millisecond))
+	}
+}
