@@ -58,6 +58,14 @@ func runDemo(ctx context.Context, env *environment, args []string) error {
 	}
 	out := env.stdout
 	say := func(format string, a ...any) { fmt.Fprintf(out, format+"\n", a...) }
+	// Ctrl-C (or SIGTERM) at any moment is a normal end: whatever failed
+	// because of it is not worth reporting.
+	stop := func(err error) error {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
 
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
@@ -90,7 +98,7 @@ func runDemo(ctx context.Context, env *environment, args []string) error {
 		},
 	})
 	if err != nil {
-		return err
+		return stop(err)
 	}
 	defer func() {
 		say("Stopping ...")
@@ -104,21 +112,25 @@ func runDemo(ctx context.Context, env *environment, args []string) error {
 	say("\nFirst full sync: reading everyone from Personio and Entra, queueing whoever drifts ...")
 	start := time.Now()
 	if err := waitConverged(ctx, s, 2*time.Minute, say); err != nil {
-		return err
+		return stop(err)
 	}
 	say("  converged in %s: %s", time.Since(start).Round(100*time.Millisecond), entraSummary(s))
 
 	if *story {
 		if err := playStory(ctx, s, say); err != nil {
-			return err
+			return stop(err)
 		}
 	}
 	say("\nServing until Ctrl-C. Try:")
 	say("  curl -s -H 'Authorization: Bearer %s' %s/audit?employee=1019 | head -40", s.adminToken, s.adminURL)
 	say("  curl -s -H 'Authorization: Bearer %s' %s/plan/1037", s.adminToken, s.adminURL)
 	say("  curl -s http://%s/metrics | grep personio_entra_changes_total", s.cfg.MetricsAddr)
-	<-ctx.Done()
-	return nil
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-s.stopped():
+		return fmt.Errorf("the product stopped: %w", s.err())
+	}
 }
 
 // The demo's default addresses. When one of them is busy the demo listens
