@@ -200,3 +200,24 @@ func TestStackCloseAfterProductStopped(t *testing.T) {
 		}
 	}
 }
+
+// When nothing moves any more (here Graph throttles every write after the
+// first few for an hour), the convergence wait gives up after the stall time
+// and names who is stuck and on what.
+func TestDemoConvergenceReportsWhatIsStuck(t *testing.T) {
+	s := newTestStack(t, stackOptions{writeBudget: 5, writeWindow: time.Hour})
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	var progress []string
+	start := time.Now()
+	err := waitConverged(ctx, s, 3*time.Second, func(format string, a ...any) { progress = append(progress, fmt.Sprintf(format, a...)) })
+	if err == nil || errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("waitConverged = %v after %s, want it to give up on the held changes", err, time.Since(start))
+	}
+	for _, re := range []string{`^no progress for 3s: \d+ people still drifting, \d+ messages queued or in flight`, `; person \d+: (create user|set manager|add to group)`} {
+		if !regexp.MustCompile(re).MatchString(err.Error()) {
+			t.Errorf("error does not match %q: %v", re, err)
+		}
+	}
+	t.Logf("gave up after %s: %v; progress: %q", time.Since(start).Round(time.Second), err, progress)
+}
