@@ -346,6 +346,34 @@ func (q *Queue) KeyValueWith(ctx context.Context, cfg jetstream.KeyValueConfig) 
 	return kv, nil
 }
 
+// Backlog is the work not yet finished: the messages waiting on every
+// consumer of the work stream (NumPending) plus those delivered and not yet
+// acknowledged (NumAckPending, including retries waiting for their backoff).
+// Future-dated wake-ups are not counted until they fire. It asks the server
+// each time, so it is exact at the moment of the call
+// (docs/jetstream.md#monitoring).
+func (q *Queue) Backlog(ctx context.Context) (int, error) {
+	ctx, cancel := q.opContext(ctx)
+	defer cancel()
+	st, err := q.js.Stream(ctx, EventStream)
+	if err != nil {
+		return 0, fmt.Errorf("queue: backlog: stream %s: %w", EventStream, err)
+	}
+	lister := st.ListConsumers(ctx)
+	backlog, consumers := 0, 0
+	for ci := range lister.Info() {
+		backlog += int(ci.NumPending) + ci.NumAckPending
+		consumers++
+	}
+	if err := lister.Err(); err != nil {
+		return 0, fmt.Errorf("queue: backlog: list consumers of %s: %w", EventStream, err)
+	}
+	if consumers == 0 {
+		return 0, fmt.Errorf("queue: backlog: no consumers on %s", EventStream)
+	}
+	return backlog, nil
+}
+
 // opContext adds the queue's operation timeout when ctx has no deadline.
 func (q *Queue) opContext(ctx context.Context) (context.Context, context.CancelFunc) {
 	if _, ok := ctx.Deadline(); ok {

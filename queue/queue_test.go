@@ -820,3 +820,48 @@ func TestHandlerResultRequeueAfter(t *testing.T) {
 		t.Errorf("dead letters = %v, %v; want none", dls, err)
 	}
 }
+
+// Backlog counts queued work, keeps counting it while a handler runs (in
+// flight), and reaches 0 once every message is acknowledged.
+func TestBacklog(t *testing.T) {
+	s := startServer(t)
+	q := openQueue(t, s, "backlog", fastConfig())
+	ctx := context.Background()
+	backlog := func() int {
+		t.Helper()
+		n, err := q.Backlog(ctx)
+		if err != nil {
+			t.Fatalf("Backlog: %v", err)
+		}
+		return n
+	}
+	if n := backlog(); n != 0 {
+		t.Fatalf("Backlog of an empty queue = %d, want 0", n)
+	}
+	for _, p := range []string{"a", "b", "c"} {
+		if err := q.Enqueue(ctx, p, "sync"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "backlog of 3 queued messages", 5*time.Second, func() bool { return backlog() == 3 })
+
+	release := make(chan struct{})
+	var started atomic.Int32
+	stop := runWorkers(t, q, func(ctx context.Context, personID string) error {
+		started.Add(1)
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return nil
+	}, nil)
+	defer stop()
+	// Messages of people on the same partition wait for each other; either
+	// way each of the three is queued or in flight until it is acknowledged.
+	waitFor(t, "a handler to start", 5*time.Second, func() bool { return started.Load() >= 1 })
+	if n := backlog(); n != 3 {
+		t.Errorf("Backlog with messages in flight = %d, want 3", n)
+	}
+	close(release)
+	waitFor(t, "backlog to drain", 5*time.Second, func() bool { return backlog() == 0 })
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"github.com/personio-entra/personio-entra/queue/work"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"time"
@@ -30,13 +31,19 @@ type app struct {
 	engine *provisioning.Engine
 	q      *queue.Queue         // nil for commands that only read (plan, check)
 	syncer *provisioning.Syncer // nil without a queue
+	// listeners already bound by the caller (the demo); serve binds
+	// cfg.ListenAddr and cfg.MetricsAddr itself for those left nil.
+	listeners boundListeners
 }
+
+type boundListeners struct{ web, metrics net.Listener }
 
 // appOptions are wiring overrides for the demo and the tests.
 type appOptions struct {
 	entraHTTP    *http.Client // trusts the Entra simulator's certificate
 	now          func() time.Time
 	managerRetry time.Duration // how soon a report whose manager has no account yet is retried
+	listeners    boundListeners
 }
 
 // newApp loads the rules and builds the clients and the engine. q may be nil.
@@ -86,7 +93,7 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger, q *queue.Queue, o
 	if err != nil {
 		return nil, err
 	}
-	a := &app{cfg: cfg, log: log, rules: r, source: src, dir: dir, engine: eng, q: q}
+	a := &app{cfg: cfg, log: log, rules: r, source: src, dir: dir, engine: eng, q: q, listeners: opts.listeners}
 	if q != nil {
 		host, _ := os.Hostname()
 		a.syncer = provisioning.NewSyncer(provisioning.SyncConfig{

@@ -196,8 +196,8 @@ func benchWaitReconciles(tb testing.TB, s *stack, base, want float64, quiet, tim
 			tb.Fatalf("%.0f of %.0f reconciles finished within %s", n-base, want, timeout)
 		}
 		select {
-		case err := <-s.done:
-			tb.Fatalf("the product stopped: %v", err)
+		case <-s.stopped():
+			tb.Fatalf("the product stopped: %v", s.err())
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
@@ -587,8 +587,8 @@ func benchWaitHires(b *testing.B, s *stack, iter, hires int, timeout time.Durati
 			b.Fatalf("%d of %d hires complete after %s; first missing: %s", done, hires, timeout, missing)
 		}
 		select {
-		case err := <-s.done:
-			b.Fatalf("the product stopped: %v", err)
+		case <-s.stopped():
+			b.Fatalf("the product stopped: %v", s.err())
 		case <-time.After(250 * time.Millisecond):
 		}
 	}

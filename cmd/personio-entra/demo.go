@@ -4,8 +4,9 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
-
 	"log/slog"
 	"net"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/personio-entra/personio-entra/provisioning"
 	"github.com/personio-entra/personio-entra/provisioning/entra/entratest"
 	"github.com/personio-entra/personio-entra/provisioning/personio/personiotest"
 )
@@ -26,8 +28,8 @@ func init() {
 
 func runDemo(ctx context.Context, env *environment, args []string) error {
 	fs := newFlags("demo", env)
-	listen := fs.String("listen", "127.0.0.1:8080", "webhook receiver and admin API address (loopback)")
-	metrics := fs.String("metrics", "127.0.0.1:9090", "metrics, /healthz and /readyz address (loopback)")
+	listen := fs.String("listen", demoListen, "webhook receiver and admin API address (loopback; when the default is busy the demo picks a free port)")
+	metrics := fs.String("metrics", demoMetrics, "metrics, /healthz and /readyz address (loopback; when the default is busy the demo picks a free port)")
 	latency := fs.Duration("latency", 20*time.Millisecond, "simulated latency of every Personio and Graph call")
 	dataDir := fs.String("data", "", "where NATS stores its data (default: a temporary directory removed at exit)")
 	story := fs.Bool("story", true, "play a joiner, a mover and a leaver after the first sync")
@@ -56,10 +58,36 @@ func runDemo(ctx context.Context, env *environment, args []string) error {
 	}
 	out := env.stdout
 	say := func(format string, a ...any) { fmt.Fprintf(out, format+"\n", a...) }
+	// Ctrl-C (or SIGTERM) at any moment is a normal end: whatever failed
+	// because of it is not worth reporting.
+	stop := func(err error) error {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var ls boundListeners
+	for _, l := range []struct {
+		name, addr, what string
+		ln               *net.Listener
+	}{
+		{"listen", *listen, "webhook receiver and admin API", &ls.web},
+		{"metrics", *metrics, "metrics", &ls.metrics},
+	} {
+		ln, err := bindDemo(l.name, l.addr, l.what, given[l.name], say)
+		if err != nil {
+			ls.close()
+			return err
+		}
+		*l.ln = ln
+	}
 
 	say("Starting: embedded NATS JetStream, Personio simulator (54-person sample company), Entra simulator (Graph + token endpoint) ...")
 	s, err := startStack(ctx, stackOptions{
-		dataDir: dir, listen: *listen, metrics: *metrics, latency: *latency, syncInterval: 10 * time.Minute,
+		dataDir: dir, listeners: ls, latency: *latency, syncInterval: 10 * time.Minute,
 		guardMax: 10, logger: slog.New(slog.NewTextHandler(env.stderr, &slog.HandlerOptions{Level: lvl})),
 		seed: func(es *entratest.Server) {
 			// An account made by hand before the product arrived: it is
@@ -70,7 +98,7 @@ func runDemo(ctx context.Context, env *environment, args []string) error {
 		},
 	})
 	if err != nil {
-		return err
+		return stop(err)
 	}
 	defer func() {
 		say("Stopping ...")
@@ -78,56 +106,180 @@ func runDemo(ctx context.Context, env *environment, args []string) error {
 	}()
 	say("  webhook receiver  %s  (registered in the Personio simulator, token-protected)", s.webhookURL)
 	say("  admin API         %s  (Authorization: Bearer %s)", s.adminURL, s.adminToken)
-	say("  metrics           http://%s/metrics", *metrics)
+	say("  metrics           http://%s/metrics", s.cfg.MetricsAddr)
 	say("  Personio sim      %s    Entra sim %s", s.personio.URL(), s.entra.GraphURL())
 
 	say("\nFirst full sync: reading everyone from Personio and Entra, queueing whoever drifts ...")
 	start := time.Now()
-	if err := waitConverged(ctx, s, 2*time.Minute); err != nil {
-		return err
+	if err := waitConverged(ctx, s, 2*time.Minute, say); err != nil {
+		return stop(err)
 	}
 	say("  converged in %s: %s", time.Since(start).Round(100*time.Millisecond), entraSummary(s))
 
 	if *story {
 		if err := playStory(ctx, s, say); err != nil {
-			return err
+			return stop(err)
 		}
 	}
 	say("\nServing until Ctrl-C. Try:")
 	say("  curl -s -H 'Authorization: Bearer %s' %s/audit?employee=1019 | head -40", s.adminToken, s.adminURL)
 	say("  curl -s -H 'Authorization: Bearer %s' %s/plan/1037", s.adminToken, s.adminURL)
-	say("  curl -s http://%s/metrics | grep personio_entra_changes_total", *metrics)
-	<-ctx.Done()
-	return nil
+	say("  curl -s http://%s/metrics | grep personio_entra_changes_total", s.cfg.MetricsAddr)
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-s.stopped():
+		return fmt.Errorf("the product stopped: %w", s.err())
+	}
 }
 
-// waitConverged waits until a bulk plan of everyone shows no drift.
-func waitConverged(ctx context.Context, s *stack, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	var last int
-	for time.Now().Before(deadline) {
-		plans, err := s.app.engine.Drift(ctx, nil)
-		if err == nil {
-			waiting := 0
+// The demo's default addresses. When one of them is busy the demo listens
+// on a free loopback port instead; an address given on the command line must
+// be free.
+const (
+	demoListen  = "127.0.0.1:8080"
+	demoMetrics = "127.0.0.1:9090"
+)
+
+// bindDemo binds addr for the demo's listener set with --flagName. A busy default
+// address falls back to a free loopback port (and says so); a busy address the
+// user gave is an error that names the reason.
+func bindDemo(flagName, addr, what string, given bool, say func(string, ...any)) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err == nil {
+		return ln, nil
+	}
+	if given {
+		return nil, fmt.Errorf("--%s %s: cannot listen there: %s (another program may be using it: stop it, choose a free loopback address, or leave --%s out and the demo picks one)",
+			flagName, addr, bindReason(err), flagName)
+	}
+	ln, err2 := net.Listen("tcp", "127.0.0.1:0")
+	if err2 != nil {
+		return nil, fmt.Errorf("%s: cannot listen on %s (%s) nor on a free loopback port: %w", what, addr, bindReason(err), err2)
+	}
+	say("Note: %s is not available (%s): serving the %s on %s instead (choose with --%s).", addr, bindReason(err), what, ln.Addr(), flagName)
+	return ln, nil
+}
+
+// bindReason is the operating system's word for a failed bind, such as
+// "address already in use".
+func bindReason(err error) string {
+	var se *os.SyscallError
+	if errors.As(err, &se) {
+		return se.Err.Error()
+	}
+	return err.Error()
+}
+
+// waitConverged waits until the queue has drained (no work queued or in
+// flight) and a bulk plan of everyone shows no drift. However long that
+// takes on a slow machine, it keeps waiting while either count moves, and
+// gives up only when neither has changed for stall, saying what is stuck.
+// say, when not nil, receives progress lines.
+func waitConverged(ctx context.Context, s *stack, stall time.Duration, say func(string, ...any)) error {
+	const (
+		poll        = 500 * time.Millisecond
+		reportEvery = 2 * time.Second  // at most this often when the counts move
+		remindEvery = 15 * time.Second // and at least this often while waiting
+	)
+	start := time.Now()
+	queued, drifting := -1, -1
+	var (
+		drift          []provisioning.Plan
+		lastErr        error
+		lastChange     = start
+		lastReport     time.Time
+		reportedQ      = -1
+		reportedD      = -1
+		backlogChecked bool
+	)
+	for {
+		q, qerr := s.app.q.Backlog(ctx)
+		if qerr != nil {
+			lastErr = fmt.Errorf("queue backlog: %w", qerr)
+		} else {
+			backlogChecked = true
+		}
+		d := drifting
+		if plans, err := s.app.engine.Drift(ctx, nil); err != nil {
+			lastErr = fmt.Errorf("drift: %w", err)
+		} else {
+			drift = drift[:0]
 			for _, p := range plans {
 				if len(p.Changes) > 0 {
-					waiting++
+					drift = append(drift, p)
 				}
 			}
-			if waiting == 0 {
-				return nil
-			}
-			last = waiting
+			d = len(drift)
+		}
+		if qerr == nil && q != queued || d != drifting {
+			lastChange = time.Now()
+		}
+		if qerr == nil {
+			queued = q
+		}
+		drifting = d
+		if backlogChecked && queued == 0 && drifting == 0 {
+			return nil
+		}
+		now := time.Now()
+		if say != nil && now.Sub(start) >= reportEvery && drifting >= 0 && queued >= 0 &&
+			((now.Sub(lastReport) >= reportEvery && (queued != reportedQ || drifting != reportedD)) || now.Sub(lastReport) >= remindEvery) {
+			say("  %s", progressLine(drifting, queued))
+			lastReport, reportedQ, reportedD = now, queued, drifting
+		}
+		if now.Sub(lastChange) >= stall {
+			return fmt.Errorf("no progress for %s: %s%s (see the logs with --log-level info)", stall, progressLine(drifting, queued), stuckDetail(drift, lastErr))
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case err := <-s.done:
-			return fmt.Errorf("the product stopped: %w", err)
-		case <-time.After(500 * time.Millisecond):
+		case <-s.stopped():
+			return fmt.Errorf("the product stopped: %w", s.err())
+		case <-time.After(poll):
 		}
 	}
-	return fmt.Errorf("not converged after %s: %d people still drift (see the logs with --log-level info)", timeout, last)
+}
+
+func progressLine(drifting, queued int) string {
+	people, msgs := "people", "messages"
+	if drifting == 1 {
+		people = "person"
+	}
+	if queued == 1 {
+		msgs = "message"
+	}
+	d, q := fmt.Sprint(drifting), fmt.Sprint(queued)
+	if drifting < 0 {
+		d = "unknown number of"
+	}
+	if queued < 0 {
+		q = "unknown number of"
+	}
+	return fmt.Sprintf("%s %s still drifting, %s %s queued or in flight", d, people, q, msgs)
+}
+
+// stuckDetail names the first people who still drift and what they wait for.
+func stuckDetail(drift []provisioning.Plan, lastErr error) string {
+	var b strings.Builder
+	for i, p := range drift {
+		if i == 5 {
+			fmt.Fprintf(&b, "; and %d more", len(drift)-i)
+			break
+		}
+		var changes []string
+		for _, c := range p.Changes {
+			changes = append(changes, c.String())
+		}
+		fmt.Fprintf(&b, "; person %s: %s", p.PersonID, strings.Join(changes, ", "))
+		if len(p.Notes) > 0 {
+			fmt.Fprintf(&b, " (%s)", strings.Join(p.Notes, "; "))
+		}
+	}
+	if lastErr != nil {
+		fmt.Fprintf(&b, "; last error: %v", lastErr)
+	}
+	return b.String()
 }
 
 func entraSummary(s *stack) string {

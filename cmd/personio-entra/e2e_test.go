@@ -69,7 +69,7 @@ func newTestStack(t *testing.T, o stackOptions) *stack {
 
 func convergeE2E(t *testing.T, s *stack) {
 	t.Helper()
-	if err := waitConverged(context.Background(), s, 90*time.Second); err != nil {
+	if err := waitConverged(context.Background(), s, 90*time.Second, nil); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -22,11 +22,17 @@ func openQueue(ctx context.Context, cfg Config, logger *slog.Logger) (*queue.Que
 
 // serveMetrics serves /healthz, /readyz and /metrics on addr until ctx ends.
 func serveMetrics(ctx context.Context, addr string, q *queue.Queue, logger *slog.Logger) error {
+	return serveHTTP(ctx, "metrics", addr, opsHandler(q, logger), logger)
+}
+
+// opsHandler answers /healthz, /readyz (the queue's readiness, when there
+// is a queue) and /metrics.
+func opsHandler(q *queue.Queue, logger *slog.Logger) http.Handler {
 	var ready handlers.ReadyFunc
 	if q != nil {
 		ready = q.Ready
 	}
-	return serveHTTP(ctx, "metrics", addr, handlers.OpsRouter(ready, logger), logger)
+	return handlers.OpsRouter(ready, logger)
 }
 
 // listenerTimeouts bound every request on the listeners (webhooks,
@@ -45,6 +51,14 @@ func serveHTTP(ctx context.Context, name, addr string, h http.Handler, logger *s
 	if err != nil {
 		return fmt.Errorf("%s listener on %s: %w", name, addr, err)
 	}
+	return serveOn(ctx, name, ln, h, logger)
+}
+
+// serveOn is serveHTTP on a listener the caller opened (the demo binds its
+// addresses before it starts anything, so that a busy port is reported at
+// once). It closes ln.
+func serveOn(ctx context.Context, name string, ln net.Listener, h http.Handler, logger *slog.Logger) error {
+	addr := ln.Addr().String()
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: listenerTimeouts.readHeader,

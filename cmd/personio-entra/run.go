@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"sync"
 
 	"github.com/go-chi/chi/v5"
@@ -94,9 +96,17 @@ func (a *app) serve(ctx context.Context, r role) error {
 	} else {
 		a.log.Info("admin API off: set ADMIN_TOKEN to enable it")
 	}
-	wg.Go(func() { fail("metrics listener", serveMetrics(ctx, a.cfg.MetricsAddr, a.q, a.log)) })
+	listen := func(name, addr string, ln net.Listener, h http.Handler) error {
+		if ln != nil {
+			return serveOn(ctx, name, ln, h, a.log)
+		}
+		return serveHTTP(ctx, name, addr, h, a.log)
+	}
+	wg.Go(func() {
+		fail("metrics listener", listen("metrics", a.cfg.MetricsAddr, a.listeners.metrics, opsHandler(a.q, a.log)))
+	})
 	if router != nil {
-		wg.Go(func() { fail("listener", serveHTTP(ctx, "webhooks", a.cfg.ListenAddr, router, a.log)) })
+		wg.Go(func() { fail("listener", listen("webhooks", a.cfg.ListenAddr, a.listeners.web, router)) })
 	}
 	wg.Go(func() { fail("workers", a.q.RunWorkers(ctx, a.engine.Handle, a.engine.ResolveEmployment)) })
 	if a.syncer != nil {

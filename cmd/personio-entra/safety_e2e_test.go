@@ -131,7 +131,7 @@ func TestEndToEndSafeguardHoldsWebhookLeavers(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	// The directory equals the desired state.
-	if err := waitConverged(context.Background(), s, 60*time.Second); err != nil {
+	if err := waitConverged(context.Background(), s, 60*time.Second, nil); err != nil {
 		t.Fatal(err)
 	}
 	var aps []provisioning.Approval

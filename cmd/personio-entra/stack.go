@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/personio-entra/personio-entra/deploy"
@@ -24,9 +25,13 @@ import (
 // stackOptions describe a complete local installation: embedded NATS, the
 // Personio and Entra simulators and the product wired as `run` wires it.
 type stackOptions struct {
-	dataDir      string
-	listen       string // LISTEN_ADDR; "" picks a free loopback port
-	metrics      string // METRICS_ADDR; "" picks a free loopback port
+	dataDir string
+	listen  string // LISTEN_ADDR; "" picks a free loopback port
+	metrics string // METRICS_ADDR; "" picks a free loopback port
+	// listeners already bound on listen and metrics (the demo binds its
+	// own to fall back to a free port); startStack binds the others. The
+	// stack owns them from the call on, also when it fails.
+	listeners    boundListeners
 	latency      time.Duration
 	replication  time.Duration
 	syncInterval time.Duration
@@ -56,9 +61,16 @@ type stack struct {
 	adminToken   string
 	groups       map[string]string // managed group display name → object id
 
-	cancel context.CancelFunc
-	done   chan error
-	closeQ func()
+	listeners boundListeners
+	cancel    context.CancelFunc
+	// done is closed when the product has stopped, after serveErr is set:
+	// any number of waiters may watch it, and Close never waits on a
+	// value someone else took.
+	done      chan struct{}
+	serveErr  error
+	closeQ    func()
+	closeOnce sync.Once
+	closeErr  error
 }
 
 func randomToken() string {
@@ -69,13 +81,34 @@ func randomToken() string {
 	return hex.EncodeToString(b)
 }
 
-func freeLoopbackAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
+// stopped is closed once the product has stopped; err then tells why.
+func (s *stack) stopped() <-chan struct{} { return s.done }
+
+// err is what the product stopped with (nil while it runs or after a clean
+// stop).
+func (s *stack) err() error {
+	select {
+	case <-s.done:
+		return s.serveErr
+	default:
+		return nil
 	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
+}
+
+// listenLoopback binds addr, or a free loopback port when addr is "".
+func listenLoopback(addr string) (net.Listener, error) {
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	return net.Listen("tcp", addr)
+}
+
+func (l boundListeners) close() {
+	for _, ln := range []net.Listener{l.web, l.metrics} {
+		if ln != nil {
+			ln.Close() // already closed by a stopped server: harmless
+		}
+	}
 }
 
 // startStack starts everything and returns once the receiver listens. The
@@ -84,19 +117,34 @@ func startStack(ctx context.Context, o stackOptions) (*stack, error) {
 	if o.logger == nil {
 		o.logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
+	// Bind the addresses first: a busy port is reported before anything
+	// else starts, and nobody can take the port between a check and the
+	// product's own bind.
+	ls := o.listeners
+	ok := false
+	defer func() {
+		if !ok {
+			ls.close()
+		}
+	}()
+	var err error
+	if ls.web == nil {
+		if ls.web, err = listenLoopback(o.listen); err != nil {
+			return nil, fmt.Errorf("webhook receiver and admin API: %w", err)
+		}
+	}
+	if ls.metrics == nil {
+		if ls.metrics, err = listenLoopback(o.metrics); err != nil {
+			return nil, fmt.Errorf("metrics: %w", err)
+		}
+	}
+	o.listen, o.metrics = ls.web.Addr().String(), ls.metrics.Addr().String()
 	if o.rules == nil {
 		o.rules = deploy.RulesExample
 	}
 	rs, err := rules.LoadBytes("rules.yaml", o.rules)
 	if err != nil {
 		return nil, err
-	}
-	for _, p := range []*string{&o.listen, &o.metrics} {
-		if *p == "" {
-			if *p, err = freeLoopbackAddr(); err != nil {
-				return nil, err
-			}
-		}
 	}
 	if err := os.MkdirAll(o.dataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
@@ -113,7 +161,8 @@ func startStack(ctx context.Context, o stackOptions) (*stack, error) {
 	}
 	o.company = sims.Company
 	s := &stack{webhookToken: randomToken(), adminToken: randomToken(), sims: sims,
-		personio: sims.Personio, entra: sims.Entra, groups: sims.Groups}
+		personio: sims.Personio, entra: sims.Entra, groups: sims.Groups, listeners: ls}
+	ok = true // from here on s.Close releases everything
 
 	s.cfg = Config{
 		PersonioAPIURL: s.personio.URL(), PersonioClientID: devstack.PersonioClientID, PersonioClientSecret: devstack.PersonioClientSecret,
@@ -126,28 +175,30 @@ func startStack(ctx context.Context, o stackOptions) (*stack, error) {
 		LogFormat: "text", EntraLeaveDate: o.leaveDate, PersonioWriteEmail: o.writeBack,
 	}
 	if err := s.cfg.Validate(role{receiver: true, worker: true}); err != nil {
-		s.closeSimulators()
+		s.Close()
 		return nil, fmt.Errorf("stack configuration: %w", err)
 	}
 	q, closeQ, err := openQueue(ctx, s.cfg, o.logger)
 	if err != nil {
-		s.closeSimulators()
+		s.Close()
 		return nil, err
 	}
 	s.closeQ = closeQ
-	a, err := newApp(ctx, s.cfg, o.logger, q, appOptions{entraHTTP: s.entra.Client(), managerRetry: o.managerRetry})
+	a, err := newApp(ctx, s.cfg, o.logger, q, appOptions{entraHTTP: s.entra.Client(), managerRetry: o.managerRetry, listeners: ls})
 	if err != nil {
-		closeQ()
-		s.closeSimulators()
+		s.Close()
 		return nil, err
 	}
 	s.app = a
 	s.webhookURL = "http://" + o.listen + "/webhooks/personio"
 	s.adminURL = "http://" + o.listen + "/admin"
 	runCtx, cancel := context.WithCancel(ctx)
-	s.cancel, s.done = cancel, make(chan error, 1)
-	go func() { s.done <- a.serve(runCtx, role{receiver: true, worker: true}) }()
-	if err := waitListening(ctx, o.listen, s.done); err != nil {
+	s.cancel, s.done = cancel, make(chan struct{})
+	go func() {
+		s.serveErr = a.serve(runCtx, role{receiver: true, worker: true})
+		close(s.done)
+	}()
+	if err := waitListening(ctx, o.listen, s); err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -158,7 +209,7 @@ func startStack(ctx context.Context, o stackOptions) (*stack, error) {
 	return s, nil
 }
 
-func waitListening(ctx context.Context, addr string, done <-chan error) error {
+func waitListening(ctx context.Context, addr string, s *stack) error {
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
 		if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
@@ -166,8 +217,8 @@ func waitListening(ctx context.Context, addr string, done <-chan error) error {
 			return nil
 		}
 		select {
-		case err := <-done:
-			return fmt.Errorf("stopped before listening: %w", err)
+		case <-s.stopped():
+			return fmt.Errorf("stopped before listening: %w", s.err())
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(50 * time.Millisecond):
@@ -182,18 +233,23 @@ func (s *stack) closeSimulators() {
 	}
 }
 
-// Close stops the product, the queue and the simulators.
+// Close stops the product, the queue and the simulators and returns what
+// the product stopped with. It may be called more than once and from several
+// goroutines, also after the product stopped on its own.
 func (s *stack) Close() error {
-	var err error
-	if s.cancel != nil {
-		s.cancel()
-		err = <-s.done
-	}
-	if s.closeQ != nil {
-		s.closeQ()
-	}
-	s.closeSimulators()
-	return err
+	s.closeOnce.Do(func() {
+		if s.cancel != nil {
+			s.cancel()
+			<-s.done
+			s.closeErr = s.serveErr
+		}
+		s.listeners.close()
+		if s.closeQ != nil {
+			s.closeQ()
+		}
+		s.closeSimulators()
+	})
+	return s.closeErr
 }
 
 // userByEmployeeID returns the simulator's user that carries the id.
