@@ -285,7 +285,8 @@ func (q *Queue) process(workCtx context.Context, log *slog.Logger, msg jetstream
 		// for the partition, bounded by RetryMax).
 		delay := q.backoff(attempt)
 		if res.RequeueAfter > 0 {
-			delay = res.RequeueAfter
+			// The delay holds the partition: never longer than RetryMax.
+			delay = min(res.RequeueAfter, q.cfg.RetryMax)
 		}
 		if err := msg.NakWithDelay(delay); err != nil {
 			log.Warn("workers: scheduling the retry failed; it comes back after the ack wait", slog.Any("err", err))
