@@ -191,3 +191,51 @@ func (e *DirectoryError) Is(target error) bool {
 	}
 	return false
 }
+
+// DeltaDirectory is implemented by directories that can report what changed
+// since an earlier read (Microsoft Graph delta queries,
+// https://learn.microsoft.com/en-us/graph/delta-query-overview). The
+// incremental sync uses it, when the Directory has it, to find the people
+// whose account or managed-group membership was changed in Entra by hand
+// without reading everyone (docs/graph-behaviour.md#delta-queries).
+//
+// A link is opaque. The empty link starts tracking from now: no objects,
+// just the link for the next call (Graph's $deltatoken=latest). A link
+// Graph no longer accepts answers an error that matches ErrDeltaExpired;
+// the caller then reads everything again and starts over with "".
+type DeltaDirectory interface {
+	// UsersDelta returns the users created, changed or removed since link
+	// (paged to the end) and the link for the next call. A changed user may
+	// carry only the properties that changed besides its id.
+	UsersDelta(ctx context.Context, link string) (changes []UserChange, next string, err error)
+	// GroupMembersDelta returns the members added to or removed from the
+	// given groups since link, and the link for the next call. The link
+	// belongs to that set of groups: a different set starts with "".
+	GroupMembersDelta(ctx context.Context, groupIDs []string, link string) (changes []MemberChange, next string, err error)
+}
+
+// UserChange is one user a delta reported: changed (or created), or
+// removed (deleted, or no longer visible to the query).
+type UserChange struct {
+	User    User
+	Removed bool
+}
+
+// MemberChange is one membership a delta reported: the user was added to
+// the group, or removed from it.
+type MemberChange struct {
+	GroupID string
+	UserID  string
+	Removed bool
+}
+
+// MaxDeltaGroups is how many groups one group delta may be filtered to
+// (Graph accepts at most 50 ids in the $filter of groups/delta,
+// https://learn.microsoft.com/en-us/graph/api/group-delta).
+const MaxDeltaGroups = 50
+
+// ErrDeltaExpired matches (errors.Is) the error of a delta read whose link
+// Graph no longer accepts: 410 Gone, or 400 with the code syncStateNotFound
+// or syncStateInvalid (delta links of directory objects live seven days;
+// https://learn.microsoft.com/en-us/graph/delta-query-overview#synchronization-reset).
+var ErrDeltaExpired = errors.New("directory: delta link expired")

@@ -92,6 +92,13 @@ type SyncReport struct {
 	Scheduled int    `json:"scheduled,omitempty"`
 	Skipped   bool   `json:"skipped,omitempty"` // another instance held the lease
 	Plans     []Plan `json:"plans,omitempty"`   // drifting plans (when asked for)
+	// EntraChanged counts the people an incremental sync found changed in
+	// Entra (delta queries); DeltaErrors lists delta reads that failed and
+	// are tried again at the next sync; DeltaReset says Graph no longer
+	// accepted a delta link, so this sync became a complete one.
+	EntraChanged int      `json:"entra_changed,omitempty"`
+	DeltaErrors  []string `json:"delta_errors,omitempty"`
+	DeltaReset   bool     `json:"delta_reset,omitempty"`
 
 	adopt     []OwnershipRecord
 	schedules []pendingSchedule
@@ -174,6 +181,15 @@ func (s *Syncer) Run(ctx context.Context, o SyncOptions) (SyncReport, error) {
 	if !complete && canInc && !st.completeDue(started, s.cfg.CompleteEvery) {
 		rep.Kind = "incremental"
 		err = s.incremental(ctx, inc, st.LastSync.Add(-5*time.Minute), &rep)
+		if errors.Is(err, errDeltaReset) {
+			// Graph no longer accepts a delta link: what changed since
+			// it was issued is unknown, so read everything (which starts
+			// the links again) instead of failing every sync.
+			e.log.Warn("incremental sync: a delta link expired; running a complete sync instead", "err", err)
+			rep = SyncReport{Started: started, Kind: "complete", DeltaReset: true}
+			err = s.complete(ctx, &rep, withPlans)
+			st.LastCompleteAttempt = started
+		}
 	} else {
 		rep.Kind = "complete"
 		err = s.complete(ctx, &rep, withPlans)
@@ -215,20 +231,43 @@ func (s *Syncer) Run(ctx context.Context, o SyncOptions) (SyncReport, error) {
 	return rep, nil
 }
 
-// incremental enqueues the people Personio reports as changed: no Graph
-// reads at all; the workers reconcile each.
+// incremental enqueues the people Personio reports as changed and, when
+// the Directory supports delta queries, the people whose account or
+// managed-group membership changed in Entra since the previous sync (two
+// Graph requests when nothing changed). The workers reconcile each. The
+// delta links move on only once everyone is enqueued.
 func (s *Syncer) incremental(ctx context.Context, src IncrementalSource, since time.Time, rep *SyncReport) error {
+	drift, err := s.readEntraDrift(ctx, rep)
+	if err != nil {
+		return fmt.Errorf("incremental sync: %w", err)
+	}
 	emps, err := src.ListEmployeesUpdatedSince(ctx, since)
 	if err != nil {
 		return fmt.Errorf("incremental sync: %w", err)
 	}
 	rep.Employees = len(emps)
-	rep.Drifting = len(emps)
+	ids := make([]string, 0, len(emps)+len(drift.people))
 	for _, emp := range emps {
-		if err := s.cfg.Queue.Enqueue(ctx, emp.PersonID, "sync"); err != nil {
-			return fmt.Errorf("incremental sync: enqueue %s: %w", emp.PersonID, err)
+		ids = append(ids, emp.PersonID)
+	}
+	ids = append(ids, drift.people...)
+	var people []string
+	seen := map[string]bool{}
+	for _, id := range ids {
+		if id != "" && !seen[id] {
+			seen[id] = true
+			people = append(people, id)
+		}
+	}
+	rep.Drifting = len(people)
+	for _, id := range people {
+		if err := s.cfg.Queue.Enqueue(ctx, id, "sync"); err != nil {
+			return fmt.Errorf("incremental sync: enqueue %s: %w", id, err)
 		}
 		rep.Enqueued++
+	}
+	if err := drift.save(ctx); err != nil {
+		return fmt.Errorf("incremental sync: save delta links: %w", err)
 	}
 	return nil
 }
@@ -236,6 +275,7 @@ func (s *Syncer) incremental(ctx context.Context, src IncrementalSource, since t
 // complete bulk-reads both sides, plans everyone and enqueues only the
 // people who drift; destructive drift beyond the guard waits for approval.
 func (s *Syncer) complete(ctx context.Context, rep *SyncReport, withPlans bool) error {
+	s.startDelta(ctx)
 	drift, err := s.cfg.Engine.Drift(ctx, rep)
 	if err != nil {
 		return err

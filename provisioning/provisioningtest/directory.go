@@ -47,6 +47,10 @@ type Directory struct {
 	members map[string]map[string]bool // group id → user ids
 	writes  []Write
 	faults  map[string]error // method → error it fails with
+	// delta: every change in order (see delta.go)
+	changes      []change
+	seq          int
+	expiredBelow int
 }
 
 // NewDirectory returns an empty directory.
@@ -88,6 +92,7 @@ func (d *Directory) AddUser(u provisioning.User) string {
 	}
 	u.ManagerEmployeeID = ""
 	d.users[u.ID] = &u
+	d.changed(change{userID: u.ID})
 	return u.ID
 }
 
@@ -197,6 +202,7 @@ func (d *Directory) fault(method string) error { return d.faults[method] }
 
 func (d *Directory) record(op, userID, groupID string) {
 	d.writes = append(d.writes, Write{Op: op, UserID: userID, GroupID: groupID})
+	d.recordChange(op, userID, groupID)
 }
 
 func notFound(op, what string) error {

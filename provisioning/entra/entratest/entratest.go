@@ -8,7 +8,8 @@
 // and msgraph-sdk-go clients without linking the Graph SDK themselves. It
 // implements the documented service behaviour (docs/graph-behaviour.md): the
 // error envelope, $filter/$select/$top/$count, absolute @odata.nextLink
-// paging, users delta with manager@delta, gzip request bodies, group types
+// paging, users delta with manager@delta, groups delta with members@delta,
+// delta tokens that expire, gzip request bodies, group types
 // Graph refuses to write, duplicate-UPN ObjectConflict, already-a-member and
 // not-a-member errors, soft delete and restore, the per-app write budget
 // answered with 429 and Retry-After, replication delay after create, latency
@@ -194,6 +195,11 @@ type Server struct {
 	writes      []time.Time // timestamps of writes inside the window
 	counters    Counters
 	rng         *mrand.Rand
+	// memberLog records membership changes for groups/delta (delta.go);
+	// deltaFloor and deltaGone describe expired delta tokens.
+	memberLog  []memberEvent
+	deltaFloor uint64
+	deltaGone  bool
 }
 
 // New starts a simulator on 127.0.0.1 with a random port.

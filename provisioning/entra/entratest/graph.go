@@ -297,6 +297,8 @@ func (s *Server) dispatch(c *reqCtx, segs []string) int {
 		switch {
 		case n == 1 && m == http.MethodGet:
 			return s.listGroups(c)
+		case n == 2 && isDelta(segs[1]) && m == http.MethodGet:
+			return s.deltaGroups(c)
 		case n == 2 && m == http.MethodGet:
 			return s.getGroup(c, segs[1])
 		case n == 2 && m == http.MethodPatch:
@@ -655,14 +657,12 @@ func (s *Server) deltaUsers(c *reqCtx) int {
 	if sel := v.Get("$select"); sel != "" {
 		q.sel = strings.Split(sel, ",")
 	}
-	var since uint64
-	if dt := v.Get("$deltatoken"); dt != "" {
-		n, err := strconv.ParseUint(dt, 10, 64)
-		if err != nil {
-			c.graphError(http.StatusGone, "syncStateNotFound", "The sync state generation is not found.")
-			return http.StatusGone
-		}
-		since = n
+	since, latest, st := s.deltaToken(c, v.Get("$deltatoken"))
+	if st != 0 {
+		return st
+	}
+	if latest {
+		return s.latestDeltaLink(c, "users")
 	}
 	if st := v.Get("$skiptoken"); st != "" {
 		b, err := base64.RawURLEncoding.DecodeString(st)
@@ -1273,6 +1273,9 @@ func (s *Server) addMembers(c *reqCtx, gid string, refs []any) int {
 		ids = append(ids, id)
 	}
 	g.members = append(g.members, ids...)
+	for _, id := range ids {
+		s.logMember(gid, id, false)
+	}
 	c.w.WriteHeader(http.StatusNoContent)
 	return http.StatusNoContent
 }
@@ -1326,6 +1329,7 @@ func (s *Server) removeMember(c *reqCtx, gid, mid string) int {
 		return http.StatusNotFound
 	}
 	g.members = slices.Delete(g.members, i, i+1)
+	s.logMember(gid, mid, true)
 	c.w.WriteHeader(http.StatusNoContent)
 	return http.StatusNoContent
 }
