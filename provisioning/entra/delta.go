@@ -99,7 +99,7 @@ func (d *Directory) GroupMembersDelta(ctx context.Context, groupIDs []string, li
 	ctx = withOp(ctx, "groups_delta")
 	if link == "" {
 		if len(groupIDs) == 0 || len(groupIDs) > provisioning.MaxDeltaGroups {
-			return nil, "", &provisioning.DirectoryError{Kind: provisioning.KindPermanent, Op: op,
+			return nil, "", &provisioning.DirectoryError{Kind: provisioning.KindRejected, Op: op,
 				Message: fmt.Sprintf("a group delta follows 1 to %d groups, not %d", provisioning.MaxDeltaGroups, len(groupIDs))}
 		}
 		clauses := make([]string, len(groupIDs))

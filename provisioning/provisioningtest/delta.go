@@ -56,7 +56,7 @@ func (d *Directory) since(op, kind, link string) (int, error) {
 	}
 	n, err := strconv.Atoi(strings.TrimPrefix(link, kind+":"))
 	if err != nil || !strings.HasPrefix(link, kind+":") || n < d.expiredBelow || n > d.seq {
-		return 0, fmt.Errorf("%w: %w", provisioning.ErrDeltaExpired, &provisioning.DirectoryError{Kind: provisioning.KindPermanent,
+		return 0, fmt.Errorf("%w: %w", provisioning.ErrDeltaExpired, &provisioning.DirectoryError{Kind: provisioning.KindRejected,
 			Op: op, Code: "syncStateNotFound", Message: "The sync state generation is not found."})
 	}
 	return n, nil
@@ -99,7 +99,7 @@ func (d *Directory) GroupMembersDelta(_ context.Context, groupIDs []string, link
 		return nil, "", err
 	}
 	if len(groupIDs) > provisioning.MaxDeltaGroups {
-		return nil, "", &provisioning.DirectoryError{Kind: provisioning.KindPermanent, Op: "group members delta",
+		return nil, "", &provisioning.DirectoryError{Kind: provisioning.KindRejected, Op: "group members delta",
 			Message: fmt.Sprintf("at most %d groups", provisioning.MaxDeltaGroups)}
 	}
 	n, err := d.since("group members delta", "mem-groups", link)
