@@ -102,6 +102,9 @@ type Config struct {
 	// against; the zero value means the defaults (10 people or 5 % of the
 	// owned accounts within 1 h).
 	Guard GuardSettings
+	// CreatedSettle is how long the first delivery of person.created waits
+	// for the employment.created that follows it (Handle); 0 runs it at once.
+	CreatedSettle time.Duration
 	// Enqueuer queues people (the work queue): reports waiting for a
 	// manager's account, approvals' people. Optional.
 	Enqueuer Enqueuer
@@ -203,7 +206,17 @@ func terminal(err error) bool {
 // it gave up, and a retry delayed by the full Retry-After would hold the
 // person's partition for minutes (BenchmarkOnboarding1000 went from 168 s
 // to 283 s when it did).
+//
+// A new person arrives as person.created followed at once by
+// employment.created (the employment, with the department, title and start
+// date, is a separate object in Personio). The first delivery of
+// person.created therefore waits CreatedSettle before it runs: when the
+// employment event has been queued meanwhile, the queue skips the older
+// message and the person is reconciled once, with the whole record.
 func (e *Engine) Handle(ctx context.Context, personID string) (work.Result, error) {
+	if w, ok := work.From(ctx); ok && w.Reason == model.EventPersonCreated && w.Attempt == 1 && e.cfg.CreatedSettle > 0 {
+		return work.Result{RequeueAfter: e.cfg.CreatedSettle}, nil
+	}
 	_, err := e.Reconcile(ctx, personID, work.Reason(ctx))
 	if err != nil && terminal(err) && !work.IsTerminal(err) {
 		err = work.Terminal(err)

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/personio-entra/personio-entra/provisioning"
 	"github.com/personio-entra/personio-entra/provisioning/provisioningtest"
@@ -398,5 +399,46 @@ func TestReportWaitingForManagerIsQueuedWhenManagerAccountExists(t *testing.T) {
 	env.reconcile(t, "1")
 	if n := len(env.q.Enqueued()); n != 2 {
 		t.Errorf("queued %d times in all, want 2", n)
+	}
+}
+
+// The first delivery of person.created waits for the employment.created
+// that follows it; later deliveries and other events run at once.
+func TestHandleSettlesPersonCreated(t *testing.T) {
+	env := newEngineEnv(t)
+	env.src.Set(employee("1", "Bea", "Boss"))
+	env.dir.ResetWrites()
+	ctx := func(reason string, attempt int) context.Context {
+		return work.WithInfo(context.Background(), work.Info{PersonID: "1", Reason: reason, Attempt: attempt})
+	}
+	res, err := env.eng.Handle(ctx("person.created", 1), "1")
+	if err != nil || res.RequeueAfter != 0 {
+		t.Fatalf("without a settle time: %+v %v", res, err)
+	}
+	if len(env.dir.WriteLog()) == 0 {
+		t.Fatal("without a settle time the person was not reconciled")
+	}
+
+	env.src.Set(employee("2", "Ada", "Lovelace"))
+	eng, err := provisioning.New(provisioning.Config{Source: env.src, Directory: env.dir, Rules: env.rules,
+		ManagedGroups: env.rules.ManagedGroups(), State: env.state, CreatedSettle: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.dir.ResetWrites()
+	ctx2 := func(reason string, attempt int) context.Context {
+		return work.WithInfo(context.Background(), work.Info{PersonID: "2", Reason: reason, Attempt: attempt})
+	}
+	res, err = eng.Handle(ctx2("person.created", 1), "2")
+	if err != nil || res.RequeueAfter != time.Second || len(env.dir.WriteLog()) != 0 {
+		t.Fatalf("first person.created: %+v %v, %d writes; want RequeueAfter 1s and no reconcile", res, err, len(env.dir.WriteLog()))
+	}
+	for _, c := range []context.Context{ctx2("person.created", 2), ctx2("employment.created", 1)} {
+		if res, err := eng.Handle(c, "2"); err != nil || res.RequeueAfter != 0 {
+			t.Fatalf("%v: %+v %v; want a reconcile now", work.Reason(c), res, err)
+		}
+	}
+	if len(env.dir.WriteLog()) == 0 {
+		t.Fatal("the later deliveries did not reconcile")
 	}
 }

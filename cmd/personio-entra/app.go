@@ -73,6 +73,7 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger, q *queue.Queue, o
 		Source: src, Directory: dir,
 		Protected: cfg.ProtectedAccounts, DryRun: cfg.DryRun, Logger: log.With("component", "engine"),
 		Now: opts.now, ManagerRetry: opts.managerRetry, RecordLeaveDate: cfg.EntraLeaveDate,
+		CreatedSettle: time.Second,
 	}
 	ecfg.ApplyRules(r)
 	if cfg.PersonioWriteEmail {
