@@ -1237,8 +1237,25 @@ func runMassLeavers(t *testing.T, bins faultBinaries, m massLeavers) faultResult
 		t.Fatal(err)
 	}
 	e.drained(m.converge)
-	if got := disabled(); got != m.leavers {
-		t.Fatalf("%d of %d leavers disabled after approval", got, m.leavers)
+	// A reconcile that Graph throttled waits out its retry delay, which
+	// the backlog does not show: wait for the outcome itself.
+	if err := poll("every leaver disabled after approval", m.converge, func() error {
+		if got := disabled(); got != m.leavers {
+			return fmt.Errorf("%d of %d leavers disabled after approval", got, m.leavers)
+		}
+		return nil
+	}); err != nil {
+		// Name who kept access, with their audit trail, before failing.
+		users, _ := e.entraUsers()
+		for _, u := range users {
+			if u.AccountEnabled && slices.Contains(leavers, u.EmployeeID) {
+				var audit []json.RawMessage
+				_ = e.admin(http.MethodGet, "/audit?employee="+u.EmployeeID+"&limit=20", &audit)
+				t.Logf("leaver %s (%s) still enabled; audit: %s", u.EmployeeID, u.UserPrincipalName, audit)
+			}
+		}
+		e.dumpLogs()
+		t.Fatal(err)
 	}
 	e.converged(m.converge)
 	if err := e.admin(http.MethodGet, "/approvals", &aps); err != nil || len(aps) != 0 {
