@@ -49,7 +49,7 @@ type faultBinaries struct{ product, simulators, nats string }
 
 // buildFaultBinaries builds personio-entra, cmd/simulators and nats-server
 // (from the module graph) into dir.
-func buildFaultBinaries(t *testing.T, dir string) faultBinaries {
+func buildFaultBinaries(t testing.TB, dir string) faultBinaries {
 	t.Helper()
 	b := faultBinaries{
 		product:    filepath.Join(dir, "personio-entra"),
@@ -75,7 +75,7 @@ func buildFaultBinaries(t *testing.T, dir string) faultBinaries {
 }
 
 // faultFreePort returns a loopback port nobody listens on right now.
-func faultFreePort(t *testing.T) int {
+func faultFreePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -185,7 +185,7 @@ type simInfo = devstack.Ready
 
 // faultEnv is one installation: simulators, NATS nodes, receivers, workers.
 type faultEnv struct {
-	t            *testing.T
+	t            testing.TB
 	dir          string
 	bins         faultBinaries
 	sim          simInfo
@@ -212,9 +212,14 @@ type faultEnvOptions struct {
 	// guard is extra safeguard configuration (GUARD_*=...); empty: a budget
 	// no scenario of the load kind reaches.
 	guard []string
+	// rules replaces faultRules; simArgs are extra cmd/simulators flags;
+	// simReady is how long the simulators may take to start (default 60 s).
+	rules    []byte
+	simArgs  []string
+	simReady time.Duration
 }
 
-func newFaultEnv(t *testing.T, bins faultBinaries, o faultEnvOptions) *faultEnv {
+func newFaultEnv(t testing.TB, bins faultBinaries, o faultEnvOptions) *faultEnv {
 	t.Helper()
 	e := &faultEnv{
 		t: t, dir: t.TempDir(), bins: bins, webhookToken: randomToken(), adminToken: randomToken(),
@@ -225,10 +230,13 @@ func newFaultEnv(t *testing.T, bins faultBinaries, o faultEnvOptions) *faultEnv 
 	}
 	t.Cleanup(e.stopAll)
 	e.rulesFile = filepath.Join(e.dir, "rules.yaml")
-	if err := os.WriteFile(e.rulesFile, faultRules(), 0o600); err != nil {
+	if o.rules == nil {
+		o.rules = faultRules()
+	}
+	if err := os.WriteFile(e.rulesFile, o.rules, 0o600); err != nil {
 		t.Fatalf("write rules: %v", err)
 	}
-	e.startSimulators(o.people)
+	e.startSimulators(o.people, o.simReady, o.simArgs...)
 	e.startNATS(o.natsNodes)
 	for i := range o.receivers {
 		e.addReceiver(i)
@@ -256,11 +264,14 @@ func baseEnv(dir string) []string {
 	return []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "TMPDIR=" + dir}
 }
 
-func (e *faultEnv) startSimulators(people int) {
+func (e *faultEnv) startSimulators(people int, within time.Duration, extra ...string) {
+	if within <= 0 {
+		within = 60 * time.Second
+	}
 	t := e.t
 	out := filepath.Join(e.dir, "simulators.ready")
 	p := &proc{name: "simulators", bin: e.bins.simulators, logPath: filepath.Join(e.dir, "simulators.log"),
-		args: []string{"--people", strconv.Itoa(people), "--dir", e.dir, "--rules", e.rulesFile, "--log-level", "warn"},
+		args: append([]string{"--people", strconv.Itoa(people), "--dir", e.dir, "--rules", e.rulesFile, "--log-level", "warn"}, extra...),
 		env:  baseEnv(e.dir)}
 	// The ready line arrives on stdout: run through a shell-free pipe.
 	r, w, err := os.Pipe()
@@ -301,8 +312,8 @@ func (e *faultEnv) startSimulators(people int) {
 			t.Fatalf("simulators ready line %q: %v", line, err)
 		}
 		_ = os.WriteFile(out, []byte(line), 0o600)
-	case <-time.After(60 * time.Second):
-		t.Fatalf("simulators not ready within 60s:\n%s", p.tail(30))
+	case <-time.After(within):
+		t.Fatalf("simulators not ready within %s:\n%s", within, p.tail(30))
 	}
 }
 

@@ -27,6 +27,13 @@ type EntraFaults struct {
 	RetryAfter      string  `json:"retry_after"` // Go duration, e.g. "1s"
 }
 
+// PersonioRequests is the answer of GET /personio/requests: the requests
+// the Personio simulator answered, and how many of them were token requests.
+type PersonioRequests struct {
+	Requests      int64 `json:"requests"`
+	TokenRequests int64 `json:"token_requests"`
+}
+
 // Unavailable is the body of PUT /personio/unavailable and its answer.
 type Unavailable struct {
 	For      string    `json:"for"`
@@ -45,6 +52,9 @@ func (c *control) routes() http.Handler {
 	})
 	mux.HandleFunc("GET /entra/requests", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, http.StatusOK, c.entra.Requests())
+	})
+	mux.HandleFunc("GET /personio/requests", func(w http.ResponseWriter, r *http.Request) {
+		reply(w, http.StatusOK, PersonioRequests{Requests: c.personio.Requests(), TokenRequests: c.personio.TokenRequests()})
 	})
 	mux.HandleFunc("PUT /entra/faults", c.putEntraFaults)
 	mux.HandleFunc("PUT /personio/unavailable", c.putUnavailable)

@@ -13,6 +13,7 @@
 //	GET    /info                      the ready line again
 //	GET    /entra/state               users and groups (entratest.Dump)
 //	GET    /entra/requests            Graph request counters
+//	GET    /personio/requests         Personio request counters (API and token)
 //	PUT    /entra/faults              {"throttle_rate":0.3,"server_error_rate":0.05,"retry_after":"1s"}
 //	PUT    /personio/unavailable      {"for":"60s"}: Personio answers 503 for that long
 //	GET    /personio/persons          every person
@@ -63,6 +64,7 @@ type options struct {
 	latency      time.Duration
 	replication  time.Duration
 	writeBudget  int
+	converged    bool
 	logLevel     string
 }
 
@@ -78,6 +80,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.latency, "latency", 0, "latency added to every Personio and Graph request")
 	fs.DurationVar(&o.replication, "replication-delay", 0, "Graph replication delay after a create")
 	fs.IntVar(&o.writeBudget, "write-budget", 0, "Graph writes per 150 s before 429 (0: Graph's 3000)")
+	fs.BoolVar(&o.converged, "converged", false, "start Entra with the converged tenant: the account the rules ask for, its manager and managed groups for everyone in scope (not yet owned)")
 	fs.StringVar(&o.logLevel, "log-level", "warn", "log level on stderr (debug, info, warn, error)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -146,7 +149,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	sims, err := devstack.Start(devstack.Options{Logger: log, Rules: rs, People: company,
-		Latency: o.latency, Replication: o.replication, WriteBudget: o.writeBudget})
+		Latency: o.latency, Replication: o.replication, WriteBudget: o.writeBudget, Converged: o.converged})
 	if err != nil {
 		return err
 	}

@@ -38,6 +38,13 @@ type Options struct {
 	// Seed adds Entra objects before the managed groups are created; a
 	// seeded group with a managed group's name is used as that group.
 	Seed func(*entratest.Server)
+	// Converged starts the Entra simulator with the tenant the rules ask
+	// for at Now (time.Now when zero): every person in scope has the
+	// account Rules.Evaluate describes, with its attributes, employeeId,
+	// manager and managed-group memberships (SeedConverged). Nothing is
+	// owned yet: the product adopts these accounts on its first sync.
+	Converged bool
+	Now       time.Time
 }
 
 // Simulators are the running simulated services.
@@ -71,6 +78,14 @@ func Start(o Options) (*Simulators, error) {
 	if o.Seed != nil {
 		o.Seed(s.Entra)
 	}
+	var members map[string][]string
+	if o.Converged {
+		var err error
+		if members, err = SeedConverged(s.Personio.URL(), s.Entra, o.Rules, o.Now); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
 	existing := map[string]string{}
 	for _, g := range s.Entra.Groups() {
 		existing[g.DisplayName] = g.ID
@@ -78,6 +93,9 @@ func Start(o Options) (*Simulators, error) {
 	for _, key := range o.Rules.ManagedGroups() {
 		if id, ok := existing[key]; ok {
 			s.Groups[key] = id
+			for _, m := range members[key] {
+				s.Entra.AddMember(id, m)
+			}
 			continue
 		}
 		g := entratest.Group{DisplayName: key, SecurityEnabled: true, GroupTypes: []string{}}
@@ -85,6 +103,7 @@ func Start(o Options) (*Simulators, error) {
 			g = entratest.Group{DisplayName: key, MailEnabled: true, GroupTypes: []string{"Unified"},
 				Mail: "women@" + o.Rules.Domain(), MailNickname: "women"}
 		}
+		g.Members = members[key]
 		s.Groups[key] = s.Entra.AddGroup(g)
 	}
 	return s, nil
