@@ -50,7 +50,11 @@ const benchCohorts = 44
 // department, and 44 cohorts keyed on person_id modulo 44, so everyone is in
 // exactly two managed groups) and a UPN list that cannot run out of
 // candidates for the generated company's repeating names.
-func benchRules(tb testing.TB) []byte {
+func benchRules(tb testing.TB) []byte { return benchRulesWith(tb, benchCohorts, benchCohortGroup) }
+
+// benchRulesWith renders the example rules with the department groups and
+// the given number of person_id-modulo cohort groups, named by name.
+func benchRulesWith(tb testing.TB, cohorts int, name func(int) string) []byte {
 	tb.Helper()
 	var doc map[string]any
 	if err := yaml.Unmarshal(deploy.RulesExample, &doc); err != nil {
@@ -61,9 +65,9 @@ func benchRules(tb testing.TB) []byte {
 	for _, d := range benchDepartments {
 		groups = append(groups, map[string]string{"group": d, "when": fmt.Sprintf("employee.department.name == %q", d)})
 	}
-	for i := range benchCohorts {
-		groups = append(groups, map[string]string{"group": benchCohortGroup(i),
-			"when": fmt.Sprintf("int(employee.person_id) %% %d == %d", benchCohorts, i)})
+	for i := range cohorts {
+		groups = append(groups, map[string]string{"group": name(i),
+			"when": fmt.Sprintf("int(employee.person_id) %% %d == %d", cohorts, i)})
 	}
 	doc["groups"] = groups
 	out, err := yaml.Marshal(doc)
@@ -74,6 +78,18 @@ func benchRules(tb testing.TB) []byte {
 }
 
 func benchCohortGroup(i int) string { return fmt.Sprintf("Cohort %02d", i) }
+
+// benchActiveTemplate is one of each sample person who is an active
+// internal employee: the shape of the benchmarks' joiners.
+func benchActiveTemplate() []personiotest.Person {
+	var active []personiotest.Person
+	for _, p := range personiotest.GenerateCompany(54).Persons {
+		if e := personiotest.CurrentEmployment(&p); e != nil && e.Status == "ACTIVE" && e.Termination == nil && e.Type == "INTERNAL" {
+			active = append(active, p)
+		}
+	}
+	return active
+}
 
 // The generated rules are what the benchmarks rely on: 50 managed groups,
 // and each person in their department's group and exactly one cohort.
@@ -605,13 +621,7 @@ func benchOnboarding(b *testing.B, budget int, window time.Duration) {
 	company := personiotest.GenerateCompany(existing)
 	s := startBenchStack(b, benchStackOptions{company: company, writeBudget: budget, writeWindow: window})
 	benchConverge(b, s, 10*time.Minute)
-	template := personiotest.GenerateCompany(54).Persons // one of each sample person
-	var active []personiotest.Person
-	for _, p := range template {
-		if e := personiotest.CurrentEmployment(&p); e != nil && e.Status == "ACTIVE" && e.Termination == nil && e.Type == "INTERNAL" {
-			active = append(active, p)
-		}
-	}
+	active := benchActiveTemplate()
 	startDate := time.Now().AddDate(0, 0, 7).Format(time.DateOnly)
 
 	b.ResetTimer()
@@ -759,13 +769,7 @@ func benchReconcilesPerHire(b *testing.B, hires int, burst bool) {
 	const latency = 20 * time.Millisecond
 	s := startBenchStack(b, benchStackOptions{latency: latency, company: personiotest.GenerateCompany(200), writeBudget: 1 << 30})
 	benchConverge(b, s, 5*time.Minute)
-	template := personiotest.GenerateCompany(54).Persons
-	var active []personiotest.Person
-	for _, p := range template {
-		if e := personiotest.CurrentEmployment(&p); e != nil && e.Status == "ACTIVE" && e.Termination == nil && e.Type == "INTERNAL" {
-			active = append(active, p)
-		}
-	}
+	active := benchActiveTemplate()
 	startDate := time.Now().AddDate(0, 0, 7).Format(time.DateOnly)
 	b.ResetTimer()
 	for iter := range b.N {

@@ -20,9 +20,6 @@ import (
 	"testing"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
-	"github.com/personio-entra/personio-entra/deploy"
 	"github.com/personio-entra/personio-entra/provisioning"
 	"github.com/personio-entra/personio-entra/provisioning/entra/entratest"
 	"github.com/personio-entra/personio-entra/rules"
@@ -37,24 +34,7 @@ const scaleCohorts = 194
 // list that cannot run out for the generated company's repeating names.
 func scaleRules(tb testing.TB) []byte {
 	tb.Helper()
-	var doc map[string]any
-	if err := yaml.Unmarshal(deploy.RulesExample, &doc); err != nil {
-		tb.Fatalf("parse deploy/rules.example.yaml: %v", err)
-	}
-	doc["upn"] = map[string]any{"candidates": []string{"{first}.{last}", "{first}.{last}.{id}"}, "transliteration": "ascii"}
-	var groups []map[string]string
-	for _, d := range benchDepartments {
-		groups = append(groups, map[string]string{"group": d, "when": fmt.Sprintf("employee.department.name == %q", d)})
-	}
-	for i := range scaleCohorts {
-		groups = append(groups, map[string]string{"group": fmt.Sprintf("Cohort %03d", i),
-			"when": fmt.Sprintf("int(employee.person_id) %% %d == %d", scaleCohorts, i)})
-	}
-	doc["groups"] = groups
-	out, err := yaml.Marshal(doc)
-	if err != nil {
-		tb.Fatalf("render scale rules: %v", err)
-	}
+	out := benchRulesWith(tb, scaleCohorts, func(i int) string { return fmt.Sprintf("Cohort %03d", i) })
 	rs, err := rules.LoadBytes("scale-rules.yaml", out)
 	if err != nil {
 		tb.Fatalf("scale rules do not load: %v", err)
