@@ -323,6 +323,7 @@ func (e *Engine) reconcile(ctx context.Context, personID, trigger string, m mode
 		return Result{Plan: Plan{PersonID: personID, Phase: d.Phase, Reason: d.Reason, Desired: d}}, nil
 	}
 
+	adopted := false
 	user, skipped, err := e.match(ctx, personID, emp)
 	if err != nil {
 		return Result{}, err
@@ -353,6 +354,7 @@ func (e *Engine) reconcile(ctx context.Context, personID, trigger string, m mode
 			if err := e.adopt(ctx, now, trigger, d, *user); err != nil {
 				return Result{}, fmt.Errorf("reconcile %s: %w", personID, err)
 			}
+			adopted = true
 		}
 		if !deleted {
 			d = e.keepAccess(emp, d, *user)
@@ -409,9 +411,11 @@ func (e *Engine) reconcile(ctx context.Context, personID, trigger string, m mode
 	if granted {
 		e.guard.consumeGrant(ctx, personID)
 	}
-	if res.Plan.UserID != "" && !e.cfg.DryRun && d.Phase != rules.PhaseLeaver && d.Phase != rules.PhaseDeleted {
-		// This person's account exists (created, adopted or long there):
-		// reports waiting for it as their manager go now.
+	if (res.Applied > 0 || adopted) && res.Plan.UserID != "" && d.Phase != rules.PhaseLeaver && d.Phase != rules.PhaseDeleted {
+		// The account was just created, adopted or changed (an adopted
+		// account gets its employeeId here): reports waiting for it as
+		// their manager go now. A reconcile that changed nothing skips the
+		// index read.
 		e.releaseWaiters(ctx, personID)
 	}
 	if res.Plan.Wait && d.ManagerPersonID != "" && e.cfg.ManageManager && !e.cfg.DryRun {
