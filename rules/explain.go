@@ -106,17 +106,17 @@ type GroupDecision struct {
 type phaseRule uint8
 
 const (
-	phaseByNone      phaseRule = iota
-	phaseByScope               // scope.when is false
-	phaseByOnboard             // ONBOARDING without a start date
-	phaseByCreate              // before the create window (create_days_before_start)
-	phaseByPreHire             // before the start date (enable_on_start_date)
-	phaseByActive              // employed
-	phaseByAbsence             // status LEAVE with leave_of_absence.disable
-	phaseByLeaveDay            // after the end of the last working day / termination date
-	phaseByInactive            // status INACTIVE without dates
-	phaseByDelete              // delete_after_days passed
-	phaseByDeletedPerson       // the person no longer exists in Personio (engine)
+	phaseByNone          phaseRule = iota
+	phaseByScope                   // scope.when is false
+	phaseByOnboard                 // ONBOARDING without a start date
+	phaseByCreate                  // before the create window (create_days_before_start)
+	phaseByPreHire                 // before the start date (enable_on_start_date)
+	phaseByActive                  // employed
+	phaseByAbsence                 // status LEAVE with leave_of_absence.disable
+	phaseByLeaveDay                // after the end of the last working day / termination date
+	phaseByInactive                // status INACTIVE without dates
+	phaseByDelete                  // delete_after_days passed
+	phaseByDeletedPerson           // the person no longer exists in Personio (engine)
 	phaseRuleCount
 )
 
