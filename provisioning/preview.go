@@ -521,6 +521,9 @@ func (pv *RulesPreview) total(current, candidate []string, problems map[string]s
 		group(k).Added = !slices.Contains(current, k)
 	}
 	for _, pd := range pv.People {
+		if pd.Error != "" {
+			continue // counted in Errors
+		}
 		t.GroupsGained += len(pd.GroupsGained)
 		t.GroupsLost += len(pd.GroupsLost)
 		t.GroupsUnmanaged += len(pd.GroupsUnmanaged)
