@@ -37,8 +37,9 @@ func (a *rawAudit) AppendAudit(_ context.Context, _ string, b []byte) error {
 	return nil
 }
 
-// withAudit rebuilds env's engine with an audit sink.
-func (env *safetyEnv) withAudit(t *testing.T) *rawAudit {
+// withAudit rebuilds env's engine with an audit sink (and the protected
+// accounts).
+func (env *safetyEnv) withAudit(t *testing.T, protected ...string) *rawAudit {
 	t.Helper()
 	audit := &rawAudit{}
 	eng, err := provisioning.New(provisioning.Config{
@@ -46,7 +47,7 @@ func (env *safetyEnv) withAudit(t *testing.T) *rawAudit {
 		MatchKeys: []provisioning.MatchKey{{Property: "employeeId", Field: "person_id"}, {Property: "userPrincipalName", Field: "email"}},
 		OnDeleted: provisioning.LeaverActions{RevokeSessions: true, RemoveMemberships: true},
 		State:     env.state, Guard: provisioning.GuardSettings{MaxCount: 100}, Scheduler: env.q, Enqueuer: env.q, Audit: audit,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: func() time.Time { return safetyNow },
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: func() time.Time { return safetyNow }, Protected: protected,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -229,5 +230,33 @@ func TestAuditRecordsCarryTheRule(t *testing.T) {
 	}
 	if len(seen) != len(want) {
 		t.Errorf("records for %v, want all of %v (%d records)", seen, want, len(audit.recs))
+	}
+}
+
+// TestExplainProtectedAccount: a protected account is explained as such,
+// and looking at it (Explain, PlanFor) writes no audit record; only a
+// reconcile records that it skipped the account.
+func TestExplainProtectedAccount(t *testing.T) {
+	env := newEngineEnv(t)
+	env.src.Set(employee("1", "Ada", "Lovelace"))
+	env.converge(t, "1")
+	audit := env.withAudit(t, "ada.lovelace@example.com")
+	ctx := context.Background()
+	x, err := env.eng.Explain(ctx, "1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if x.Ownership.State != provisioning.OwnershipProtected || len(x.Plan.Changes) != 0 {
+		t.Errorf("ownership %+v, plan %v", x.Ownership, x.Plan.Changes)
+	}
+	if _, err := env.eng.PlanFor(ctx, "1"); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(audit.recs); n != 0 {
+		t.Errorf("looking at a protected account wrote %d audit records: %s", n, audit.recs[0])
+	}
+	env.reconcile(t, "1")
+	if n := len(audit.recs); n != 1 || !strings.Contains(string(audit.recs[0]), "protected account") {
+		t.Errorf("a reconcile of a protected account: %d records", n)
 	}
 }
