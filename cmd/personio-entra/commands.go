@@ -7,11 +7,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/personio-entra/personio-entra/provisioning"
+	"github.com/personio-entra/personio-entra/queue"
 	"github.com/personio-entra/personio-entra/rules"
 )
 
@@ -127,47 +129,73 @@ func runPlan(ctx context.Context, env *environment, args []string) error {
 	if err != nil {
 		return err
 	}
-	a, err := newApp(ctx, cfg, newLogger(cfg, env.stderr), nil, appOptions{})
+	return plan(ctx, cfg, planRequest{personID: *id, explain: *explain, json: *asJSON, candidate: candidate},
+		nil, appOptions{}, newLogger(cfg, env.stderr), env.stdout)
+}
+
+// planRequest is what `plan` was asked: one person (personID, optionally
+// explained), everyone (personID ""), or a rules preview (candidate).
+type planRequest struct {
+	personID  string
+	explain   bool
+	json      bool
+	candidate *rules.Rules
+}
+
+// plan prints the plan, the explanation or the rules preview; it applies
+// nothing. The explanation and the preview read the state bucket
+// (ownership, the safeguard's window) through the queue: q, or the one the
+// configuration names when q is nil.
+func plan(ctx context.Context, cfg Config, req planRequest, q *queue.Queue, opts appOptions, log *slog.Logger, stdout io.Writer) error {
+	if q == nil && (req.explain || req.candidate != nil) {
+		opened, closeQ, err := openQueue(ctx, cfg, log)
+		if err != nil {
+			return err
+		}
+		defer closeQ()
+		q = opened
+	}
+	a, err := newApp(ctx, cfg, log, q, opts)
 	if err != nil {
 		return err
 	}
 	switch {
-	case candidate != nil:
-		pv, err := provisioning.PreviewRules(ctx, a.engine, candidate)
+	case req.candidate != nil:
+		pv, err := provisioning.PreviewRules(ctx, a.engine, req.candidate)
 		if err != nil {
 			return err
 		}
-		if *asJSON {
-			return writeJSON(env.stdout, pv)
+		if req.json {
+			return writeJSON(stdout, pv)
 		}
-		printPreview(env.stdout, pv)
+		printPreview(stdout, pv)
 		return nil
-	case *explain:
-		x, err := a.engine.Explain(ctx, *id)
+	case req.explain:
+		x, err := a.engine.Explain(ctx, req.personID)
 		if err != nil {
 			return err
 		}
-		if *asJSON {
-			return writeJSON(env.stdout, x)
+		if req.json {
+			return writeJSON(stdout, x)
 		}
-		printExplained(env.stdout, x)
+		printExplained(stdout, x)
 		return nil
 	}
 	var plans []provisioning.Plan
-	if *all {
+	if req.personID == "" {
 		plans, err = a.engine.Drift(ctx, nil)
 	} else {
 		var p provisioning.Plan
-		p, err = a.engine.PlanFor(ctx, *id)
+		p, err = a.engine.PlanFor(ctx, req.personID)
 		plans = []provisioning.Plan{p}
 	}
 	if err != nil {
 		return err
 	}
-	if *asJSON {
-		return writeJSON(env.stdout, plans)
+	if req.json {
+		return writeJSON(stdout, plans)
 	}
-	printPlans(env.stdout, plans, *all)
+	printPlans(stdout, plans, req.personID == "")
 	return nil
 }
 
@@ -221,7 +249,7 @@ func runCheck(ctx context.Context, env *environment, args []string) error {
 		problems = append(problems, strings.Split(err.Error(), "\n")...)
 	}
 	if *candidate != "" {
-		return checkAndPreview(ctx, cfg, problems, *candidate, *offline, appOptions{}, env.stdout)
+		return checkAndPreview(ctx, cfg, problems, *candidate, *offline, nil, appOptions{}, env.stdout)
 	}
 	return check(ctx, cfg, problems, *offline, appOptions{}, env.stdout)
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/personio-entra/personio-entra/handlers"
 	"github.com/personio-entra/personio-entra/provisioning"
+	"github.com/personio-entra/personio-entra/queue"
 	"github.com/personio-entra/personio-entra/rules"
 )
 
@@ -281,7 +282,9 @@ var lifecycleText = map[provisioning.LifecycleChange]string{
 // checkAndPreview is `check --rules NEW.yaml`: the candidate rules are
 // checked with the configuration (every problem with file:line:col), then,
 // unless offline, the usual checks run and the preview follows them.
-func checkAndPreview(ctx context.Context, cfg Config, problems []string, path string, offline bool, opts appOptions, stdout io.Writer) error {
+// The preview reads the state bucket through q (nil: the queue the
+// configuration names).
+func checkAndPreview(ctx context.Context, cfg Config, problems []string, path string, offline bool, q *queue.Queue, opts appOptions, stdout io.Writer) error {
 	candidate, err := rules.Load(path)
 	if err != nil {
 		problems = append(problems, strings.Split(err.Error(), "\n")...)
@@ -295,7 +298,16 @@ func checkAndPreview(ctx context.Context, cfg Config, problems []string, path st
 		fmt.Fprintln(stdout, "Preview skipped (--offline): it reads Personio and Entra.")
 		return nil
 	}
-	a, err := newApp(ctx, cfg, newLogger(cfg, io.Discard), nil, opts)
+	log := newLogger(cfg, io.Discard)
+	if q == nil {
+		opened, closeQ, err := openQueue(ctx, cfg, log)
+		if err != nil {
+			return err
+		}
+		defer closeQ()
+		q = opened
+	}
+	a, err := newApp(ctx, cfg, log, q, opts)
 	if err != nil {
 		return err
 	}
