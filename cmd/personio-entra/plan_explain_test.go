@@ -68,6 +68,7 @@ func TestPlanExplainAndPreview(t *testing.T) {
 			t.Fatal(err)
 		}
 		text := out.String()
+		t.Logf("plan --employee 1003 --explain:\n%s", text)
 		for _, re := range []string{
 			`(?m)^  phase = active ← ` + rulesFile + `:\d+:\d+ lifecycle`,
 			`(?m)^    why: employed since .*\(decided by status ACTIVE`,
@@ -126,6 +127,7 @@ func TestPlanExplainAndPreview(t *testing.T) {
 		if err := plan(ctx, s.cfg, planRequest{candidate: cand}, s.app.q, opts, discardLogger(), &out); err != nil {
 			t.Fatal(err)
 		}
+		t.Logf("plan --all --rules:\n%s", out.String())
 		for _, re := range []string{
 			`Rules preview: ` + rulesFile + ` → ` + regexp.QuoteMeta(candidatePath),
 			`(?m)^person 1003 .*\n(  .*\n)*  - group Sales\n`,
