@@ -260,3 +260,35 @@ func TestExplainProtectedAccount(t *testing.T) {
 		t.Errorf("a reconcile of a protected account: %d records", n)
 	}
 }
+
+// TestExplainOutOfScope: a person the scope no longer covers still shows
+// their account, its ownership and memberships (read, never changed), and
+// every group decision names the scope rule.
+func TestExplainOutOfScope(t *testing.T) {
+	src := strings.Replace(engineRules, "lifecycle:\n", "scope:\n  when: employee.legal_entity.name != \"Contractors Ltd\"\nlifecycle:\n", 1)
+	env := newRulesEnv(t, src, provisioning.GuardSettings{MaxCount: 100})
+	env.src.Set(employee("1", "Ada", "Lovelace"))
+	env.converge(t, "1")
+	env.src.Set(employee("1", "Ada", "Lovelace", func(e *model.Employee) { e.LegalEntity = model.Ref{Name: "Contractors Ltd"} }))
+	env.dir.ResetWrites()
+	x, err := env.eng.Explain(context.Background(), "1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	scopeLine := ruleLine(t, src, "  when: employee.legal_entity.name")
+	ex := x.Desired.Explain
+	if x.Desired.Phase != rules.PhaseOutOfScope || ex.Phase.Rule != "scope.when" || ex.Phase.Line != scopeLine || ex.DecidedBy != "scope.when is false" {
+		t.Errorf("phase %s from %s, decided by %q", x.Desired.Phase, ex.Phase, ex.DecidedBy)
+	}
+	if x.Account == nil || x.Ownership.State != provisioning.OwnershipCreated || strings.Join(x.Groups, ",") != "Finance" || len(x.Plan.Changes) != 0 {
+		t.Errorf("account %v, ownership %+v, groups %v, plan %v", x.Account, x.Ownership, x.Groups, x.Plan.Changes)
+	}
+	for _, g := range ex.Groups {
+		if g.Member || g.Origin.Rule != "scope.when" || !strings.Contains(g.Why, "out of scope") {
+			t.Errorf("group decision %+v", g)
+		}
+	}
+	if w := env.dir.WriteLog(); len(w) != 0 {
+		t.Errorf("writes: %v", w)
+	}
+}
