@@ -309,3 +309,25 @@ func BenchmarkPreviewRules10k(b *testing.B) {
 		}
 	}
 }
+
+// TestPreviewProtectedAccount: a protected account is compared by the rules
+// only: it never counts as losing access.
+func TestPreviewProtectedAccount(t *testing.T) {
+	env, cand := previewEnv(t, provisioning.GuardSettings{MaxCount: 5})
+	env.withAudit(t, "cid.cook@example.com")
+	pv, err := provisioning.PreviewRules(context.Background(), env.eng, cand)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(pv.People, func(p provisioning.PersonDiff) bool { return p.PersonID == "3" })
+	if i < 0 {
+		t.Fatal("Cid's difference is missing")
+	}
+	cid := pv.People[i]
+	if !cid.Protected || cid.Account != "cid.cook@example.com" || len(cid.LosesAccess) != 0 || strings.Join(cid.GroupsLost, ",") != "Finance" || cid.UPN != nil {
+		t.Errorf("Cid: %+v", cid)
+	}
+	if pv.Safeguard.LoseAccess != 1 {
+		t.Errorf("%d people lose access, want 1 (Fay; Cid's account is protected)", pv.Safeguard.LoseAccess)
+	}
+}

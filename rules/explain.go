@@ -382,6 +382,9 @@ func (d *Desired) AddExplanation(e *model.Employee) {
 		default:
 			gd.FalseCondition, gd.Why = o.falsePart(r, g.when, a)
 		}
+		if d.Phase == PhaseLeaver && !d.RemoveMembership {
+			gd.Why = "leaver: lifecycle.leaver.remove_memberships is false, so the membership is left as it is"
+		}
 		x.Groups = append(x.Groups, gd)
 	}
 	d.Explain = x

@@ -237,3 +237,26 @@ func TestExplainUPNAndDefaults(t *testing.T) {
 		t.Errorf("deleted person: %v, %+v", del.PhaseOrigin(), del.Explain)
 	}
 }
+
+// TestExplainLeaverKeepsMemberships: with remove_memberships false a
+// leaver's groups are left as they are, and every decision says so.
+func TestExplainLeaverKeepsMemberships(t *testing.T) {
+	raw, err := os.ReadFile("testdata/explain.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := LoadBytes("keep.yaml", []byte(strings.Replace(string(raw), "remove_memberships: true", "remove_memberships: false", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := model.Employee{PersonID: "9", FirstName: "Lea", LastName: "Ver", Status: "INACTIVE", Department: model.Ref{Name: "Finance"}}
+	d, err := r.Explain(e, time.Date(2026, 11, 27, 10, 0, 0, 0, r.TimeZone()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range d.Explain.Groups {
+		if !strings.Contains(g.Why, "remove_memberships is false") {
+			t.Errorf("%s: %+v", g.Group, g)
+		}
+	}
+}
