@@ -189,9 +189,12 @@ func printPreview(w io.Writer, pv provisioning.RulesPreview) {
 		if p.Name != "" {
 			who += " " + p.Name
 		}
-		if p.Account != "" {
+		switch {
+		case p.Protected:
+			who += " (" + p.Account + ", protected: never changed)"
+		case p.Account != "":
 			who += " (" + p.Account + ")"
-		} else {
+		default:
 			who += " (no account)"
 		}
 		fmt.Fprintf(w, "person %s  %s", who, p.PhaseBefore)
