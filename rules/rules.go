@@ -30,6 +30,9 @@ type Rules struct {
 	scope      *expr // nil: everyone is in scope
 	lifecycle  Lifecycle
 	match      []MatchKey
+
+	licenses     licensePolicy    // licenses.go
+	onNameChange NameChangePolicy // names_change.go
 }
 
 // expr is one compiled CEL expression and where it is written.
