@@ -83,7 +83,7 @@ type Options struct {
 	// (the roles claim of its tokens, permissions.go); nil grants
 	// DefaultPermissions.
 	Permissions []string
-	Logger *slog.Logger
+	Logger      *slog.Logger
 }
 
 // Faults inject failures into Graph requests (never into the token
