@@ -104,7 +104,8 @@ func (e *Engine) returner(ctx context.Context, log *slog.Logger, now time.Time, 
 	res.user = &back
 	deleted := x.DeletedAt.UTC().Format(time.RFC3339)
 	if preview {
-		res.notes = append(res.notes, fmt.Sprintf("returner: the deleted account %s (deleted %s) is restored instead of creating a new one", x.UserPrincipalName, deleted))
+		res.notes = append(res.notes, fmt.Sprintf("returner: the deleted account %s (deleted %s) is restored instead of creating a new one; "+
+			"the group changes shown assume it has no memberships, the ones it comes back with are read after the restore", x.UserPrincipalName, deleted))
 		return res, nil
 	}
 
