@@ -180,6 +180,9 @@ func setUsageLocation(p *Plan, loc string) {
 		if c.Kind == UpdateUser {
 			if _, ok := c.Properties["usageLocation"]; !ok {
 				p.Changes[i].Properties["usageLocation"] = ptr(loc)
+				if p.Changes[i].Previous == nil {
+					p.Changes[i].Previous = map[string]string{}
+				}
 				p.Changes[i].Previous["usageLocation"] = ""
 			}
 			return
