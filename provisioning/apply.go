@@ -151,6 +151,10 @@ func (e *Engine) applyOne(ctx context.Context, userID string, c Change) error {
 		return d.RemoveGroupMember(ctx, c.Group, userID)
 	case DeleteUser:
 		return d.DeleteUser(ctx, userID)
+	case RenameUser:
+		return e.applyRename(ctx, userID, c)
+	case AssignLicense, RemoveLicense, DisableLicensePlans:
+		return e.applyLicense(ctx, userID, c)
 	}
 	return fmt.Errorf("unknown change kind %q", c.Kind)
 }

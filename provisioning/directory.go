@@ -78,6 +78,9 @@ type User struct {
 	ManagerEmployeeID string            `json:"managerEmployeeId,omitempty"`
 	OnPremisesSync    bool              `json:"onPremisesSyncEnabled,omitempty"`
 	Attributes        map[string]string `json:"attributes,omitempty"`
+	// Licenses are the licences the user holds (assignedLicenses); read
+	// when the rules manage licences (lifecycle_directory.go).
+	Licenses []LicenseAssignment `json:"assignedLicenses,omitempty"`
 }
 
 // Graph's userType values: the tenant's own accounts are members, B2B

@@ -113,6 +113,8 @@ type Config struct {
 	// readable (Graph replicates a new object with a delay), to tell this
 	// person's earlier create from someone else's account (default 30 s).
 	ReplicationWait time.Duration
+	// Lifecycle: returners, name changes and licences (lifecycle.go).
+	Lifecycle LifecycleSettings
 }
 
 // Engine reconciles people. It is safe for concurrent use by many workers;
@@ -128,6 +130,8 @@ type Engine struct {
 
 	own   *Ownership
 	guard *Guard
+
+	lifecycle lifecycleState
 }
 
 type groupState struct {
@@ -330,6 +334,10 @@ func (e *Engine) reconcile(ctx context.Context, personID, trigger string, m mode
 	if err != nil {
 		return Result{}, err
 	}
+	lr, err := e.beforePlan(ctx, log, now, trigger, &d, &user, planOnly)
+	if err != nil {
+		return Result{}, err
+	}
 	obs.sawAccount(user)
 	var skipNotes []string
 	for _, sk := range skipped {
@@ -369,14 +377,18 @@ func (e *Engine) reconcile(ctx context.Context, personID, trigger string, m mode
 	if err := e.checkRehire(user, d, now); err != nil {
 		return Result{}, err
 	}
-	actual, err := e.actual(ctx, user, d)
+	actual, err := e.actualFor(ctx, user, d, lr)
 	if err != nil {
 		return Result{}, err
 	}
 	obs.sawGroups(actual.Groups)
 	groups, groupErrs := e.managedGroups(ctx)
 	opt := PlanOptions{ManagedGroups: groups, ManageManager: e.cfg.ManageManager}
+	groupErrs = append(groupErrs, e.licenseOptions(ctx, &opt)...)
 	plan := ComputePlan(d, actual, opt)
+	if err := e.afterPlan(ctx, &plan, d, user, emp, lr); err != nil {
+		return Result{}, err
+	}
 	plan.Notes = append(plan.Notes, skipNotes...)
 	for _, ge := range groupErrs {
 		plan.Notes = append(plan.Notes, ge.Error())
@@ -411,6 +423,9 @@ func (e *Engine) reconcile(ctx context.Context, personID, trigger string, m mode
 	for _, c := range held {
 		e.record(ctx, log, now, trigger, res.Plan, c, ResultHeld, "held by the safeguard; release with `personio-entra approve "+heldIn+"`", nil)
 		res.Held++
+	}
+	if lerr := e.afterApply(ctx, log, now, trigger, &res, emp, lr); applyErr == nil {
+		applyErr = lerr
 	}
 	if applyErr != nil {
 		return res, applyErr
@@ -788,4 +803,5 @@ func (c *Config) ApplyRules(r *rules.Rules) {
 	}
 	c.OnDeleted = LeaverActions{RevokeSessions: lc.Leaver.RevokeSessions, RemoveMemberships: lc.Leaver.RemoveMemberships}
 	c.RehireWithin = time.Duration(lc.RehireWithinDays) * 24 * time.Hour
+	c.applyLifecycleRules(r)
 }

@@ -328,6 +328,9 @@ func (e *Engine) Drift(ctx context.Context, rep *SyncReport) ([]Plan, error) {
 	}
 	rep.Employees, rep.Accounts, rep.Owned = len(emps), len(users), len(owned)
 	opt := PlanOptions{ManagedGroups: groups, ManageManager: e.cfg.ManageManager}
+	for _, le := range e.licenseOptions(ctx, &opt) {
+		e.log.Error("full sync: managed licence unusable", "err", le)
+	}
 
 	var drift []Plan
 	seen := map[string]bool{}

@@ -25,6 +25,14 @@ const (
 	DeleteUser     ChangeKind = "delete_user"
 	// WriteBackEmail stores a new account's UPN as the email in Personio.
 	WriteBackEmail ChangeKind = "personio_write_back_email"
+	// RestoreUser brings a returner's soft-deleted account back (restore.go),
+	// RenameUser gives an account a new user principal name after a name
+	// change (rename.go); licence changes (licenses.go).
+	RestoreUser         ChangeKind = "restore_user"
+	RenameUser          ChangeKind = "rename_user"
+	AssignLicense       ChangeKind = "assign_license"
+	RemoveLicense       ChangeKind = "remove_license"
+	DisableLicensePlans ChangeKind = "disable_license_plans"
 	// Audit-only kinds: no directory write.
 	NoChange     ChangeKind = "none"
 	AdoptAccount ChangeKind = "adopt_account" // an existing account is recorded as owned
@@ -36,7 +44,7 @@ const (
 // (docs/safety.md).
 func (k ChangeKind) Destructive() bool {
 	switch k {
-	case DisableUser, RevokeSessions, RemoveMember, DeleteUser, RemoveManager:
+	case DisableUser, RevokeSessions, RemoveMember, DeleteUser, RemoveManager, RemoveLicense, DisableLicensePlans:
 		return true
 	}
 	return false
@@ -72,6 +80,13 @@ type Change struct {
 	// (employeeLeaveDateTime, which the engine records, to the lifecycle
 	// rule of the phase).
 	PropertyRules map[string]*rules.Origin `json:"property_rules,omitempty"`
+	// SKU (part number), SKUID and DisabledPlans (plan ids) for the
+	// licence changes.
+	SKU           string   `json:"sku,omitempty"`
+	SKUID         string   `json:"sku_id,omitempty"`
+	DisabledPlans []string `json:"disabled_plans,omitempty"`
+
+	rename *renameState // rename_user: what the apply needs (rename.go)
 }
 
 func (c Change) String() string {
@@ -95,6 +110,8 @@ func (c Change) String() string {
 		return "remove from group " + c.GroupName
 	case SetManager:
 		return "set manager to person " + c.ManagerPersonID
+	case RestoreUser, RenameUser, AssignLicense, RemoveLicense, DisableLicensePlans:
+		return lifecycleString(c)
 	}
 	return strings.ReplaceAll(string(c.Kind), "_", " ")
 }
@@ -149,6 +166,9 @@ type PlanOptions struct {
 	ManagedGroups []GroupRef
 	// ManageManager: keep the manager in step with the supervisor.
 	ManageManager bool
+	// Licenses are the licences named in the rules, resolved to skuIds.
+	// No other licence is touched.
+	Licenses []LicenseRef
 }
 
 // ComputePlan is the pure heart of the engine: the changes that take the
@@ -252,6 +272,7 @@ func ComputePlan(d rules.Desired, a Actual, opt PlanOptions) Plan {
 		}
 		p.Changes = append(p.Changes, removes...)
 	}
+	planLicenses(&p, d, u, opt)
 	return p
 }
 

@@ -19,6 +19,10 @@ type Preflight struct {
 	Entra     Checker
 	Directory Directory // resolves the managed groups
 	Rules     *rules.Rules
+	// Permissions and Needs: the app's granted permissions are compared
+	// with what every enabled feature needs (preflight_permissions.go).
+	Permissions PermissionReader
+	Needs       []PermissionNeed
 }
 
 // Run tests access to Personio and Graph and, when Graph answers, that
@@ -34,6 +38,10 @@ func (p Preflight) Run(ctx context.Context) (passed, problems []string) {
 		return passed, append(problems, "Entra: "+err.Error())
 	}
 	passed = append(passed, "Microsoft Graph reachable with the configured app registration")
+	for _, check := range []func(context.Context) ([]string, []string){p.checkPermissions, p.checkLicenses} {
+		ok, found := check(ctx)
+		passed, problems = append(passed, ok...), append(problems, found...)
+	}
 	err := p.Rules.CheckGroups(ctx, func(ctx context.Context, key string) (string, string, error) {
 		g, err := LookupGroup(ctx, p.Directory, key)
 		return g.ID, g.Unmanageable, err

@@ -59,6 +59,14 @@ type Desired struct {
 	// Groups holds the keys (as written in the rules: object id or display
 	// name) of the managed groups this employee belongs in.
 	Groups []string `json:"groups"`
+	// Licenses holds the part numbers of the managed licences (SKUs) this
+	// employee should hold; nil when the rules manage none. KeepLicenses:
+	// a leaver within licenses.remove_after_days keeps the managed
+	// licences they hold (none added, none removed) until
+	// LicensesRemovedAt.
+	Licenses          []string  `json:"licenses,omitempty"`
+	KeepLicenses      bool      `json:"keep_licenses,omitempty"`
+	LicensesRemovedAt time.Time `json:"licenses_removed_at,omitzero"`
 
 	// Leaver actions, each switchable in the lifecycle policy.
 	RevokeSessions   bool `json:"revoke_sessions,omitempty"`

@@ -151,6 +151,9 @@ func (r *Rules) Evaluate(e model.Employee, now time.Time) (Desired, error) {
 		d.Warnings = append(d.Warnings, "manager: the employee is their own supervisor in Personio; no manager set")
 	}
 
+	if err := r.evalLicenses(&d, a, e, now); err != nil {
+		return fail("licenses", err)
+	}
 	d.Groups = []string{}
 	if d.Phase == PhaseLeaver && d.RemoveMembership {
 		return d, nil

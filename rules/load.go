@@ -37,7 +37,7 @@ func LoadBytes(name string, data []byte) (*Rules, error) {
 	return l.r, nil
 }
 
-var topKeys = []string{"time_zone", "domain", "upn", "mail_nickname", "attributes", "manager", "groups", "scope", "lifecycle", "matching"}
+var topKeys = []string{"time_zone", "domain", "upn", "mail_nickname", "attributes", "manager", "groups", "licenses", "scope", "lifecycle", "matching"}
 
 type loader struct {
 	file     string
@@ -119,6 +119,9 @@ func (l *loader) load(data []byte) {
 	if n := fields["groups"]; n != nil {
 		l.groupRules(n)
 	}
+	if n := fields["licenses"]; n != nil {
+		l.licenseRules(n)
+	}
 	if n := fields["scope"]; n != nil {
 		if sf := l.mapping(n, "scope", []string{"when"}); sf != nil {
 			if w := l.required(n, sf, "when", `add "when: <condition>", e.g. employee.legal_entity.name == "Example GmbH"`); w != nil {
@@ -130,6 +133,7 @@ func (l *loader) load(data []byte) {
 	l.matching(fields["matching"])
 	l.crossChecks(root)
 	l.r.origins = buildOrigins(l.file, root, l.r)
+	l.licenseCrossChecks(root)
 }
 
 // mapping checks that n is a mapping with only allowed, unique keys and
@@ -307,9 +311,12 @@ func employeeFields() []string {
 }
 
 func (l *loader) upn(n *yaml.Node) {
-	f := l.mapping(n, "upn", []string{"candidates", "transliteration"})
+	f := l.mapping(n, "upn", []string{"candidates", "transliteration", "on_name_change"})
 	if f == nil {
 		return
+	}
+	if v := f["on_name_change"]; v != nil {
+		l.onNameChange(v)
 	}
 	l.r.translit = German
 	if t := f["transliteration"]; t != nil {

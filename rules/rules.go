@@ -31,6 +31,9 @@ type Rules struct {
 	lifecycle  Lifecycle
 	match      []MatchKey
 	origins    *origins // where each rule is written (explain.go)
+
+	licenses     licensePolicy    // licenses.go
+	onNameChange NameChangePolicy // names_change.go
 }
 
 // expr is one compiled CEL expression and where it is written.

@@ -62,7 +62,7 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger, q *queue.Queue, o
 	dir, err := entra.New(ctx, entra.Config{
 		TenantID: cfg.EntraTenantID, ClientID: cfg.EntraClientID, ClientSecret: cfg.EntraClientSecret,
 		CertificatePath: cfg.EntraClientCert, CertificatePassword: cfg.EntraCertPassword,
-		RoleAssignableGroups: cfg.EntraRoleGroups, LeaveDate: cfg.EntraLeaveDate,
+		RoleAssignableGroups: cfg.EntraRoleGroups, LeaveDate: cfg.EntraLeaveDate, Licenses: len(r.ManagedLicenses()) > 0,
 		Cloud: cfg.EntraCloud, AuthorityHost: cfg.EntraAuthority,
 		GraphURL: cfg.GraphAPIURL, HTTPClient: opts.entraHTTP, Logger: log.With("component", "entra"),
 	})

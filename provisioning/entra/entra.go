@@ -57,6 +57,9 @@ type Config struct {
 	// LeaveDate says the app holds User-LifeCycleInfo.ReadWrite.All, so
 	// employeeLeaveDateTime is read (and may be written).
 	LeaveDate bool
+	// Licenses says the rules manage licences: users are read with
+	// assignedLicenses (licenses.go).
+	Licenses bool
 	// Credential replaces the credential selection (tests, custom chains).
 	Credential azcore.TokenCredential
 }
@@ -82,6 +85,11 @@ type Directory struct {
 	repl      time.Duration
 	roleMgmt  bool
 	leaveDate bool
+	licenses  bool
+	// cred and scope get the token whose roles claim lists the granted
+	// permissions (permissions.go).
+	cred  azcore.TokenCredential
+	scope string
 
 	mu     sync.Mutex
 	recent map[string]time.Time // ids created by this process, for replication retries
@@ -187,7 +195,8 @@ func New(ctx context.Context, cfg Config) (*Directory, error) {
 		graphURL: graphBase,
 		log:      log,
 		repl:     repl,
-		roleMgmt: cfg.RoleAssignableGroups, leaveDate: cfg.LeaveDate,
+		roleMgmt: cfg.RoleAssignableGroups, leaveDate: cfg.LeaveDate, licenses: cfg.Licenses,
+		cred: cred, scope: scope,
 		recent: map[string]time.Time{},
 	}
 	log.Debug("graph client ready", "graph_url", graphBase, "cloud", name, "scope", scope)

@@ -27,6 +27,9 @@ func (d *Directory) userSelect() []string {
 	if d.leaveDate {
 		sel = append(sel, propLeaveDate)
 	}
+	if d.licenses {
+		sel = append(sel, "assignedLicenses")
+	}
 	seen := map[string]bool{}
 	for _, s := range sel {
 		seen[s] = true
@@ -64,6 +67,9 @@ var stringSetters = map[string]func(models.Userable, *string){
 	"state":             func(u models.Userable, v *string) { u.SetState(v) },
 	"country":           func(u models.Userable, v *string) { u.SetCountry(v) },
 	"mail":              func(u models.Userable, v *string) { u.SetMail(v) },
+	// A rename (provisioning/rename.go) writes both.
+	"userPrincipalName": func(u models.Userable, v *string) { u.SetUserPrincipalName(v) },
+	"mailNickname":      func(u models.Userable, v *string) { u.SetMailNickname(v) },
 }
 
 var stringGetters = map[string]func(models.Userable) *string{
@@ -191,6 +197,7 @@ func toUser(u models.Userable) provisioning.User {
 	if t := u.GetEmployeeLeaveDateTime(); t != nil {
 		out.Attributes[propLeaveDate] = t.UTC().Format(time.RFC3339)
 	}
+	out.Licenses = assignedLicenses(u.GetAssignedLicenses())
 	if od := u.GetEmployeeOrgData(); od != nil {
 		if v := deref(od.GetDivision()); v != "" {
 			out.Attributes["employeeOrgData/division"] = v

@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/personio-entra/personio-entra/provisioning"
 )
@@ -51,6 +52,9 @@ type Directory struct {
 	changes      []change
 	seq          int
 	expiredBelow int
+	// lifecycle.go: deletion times, the tenant's subscriptions
+	deletedAt map[string]time.Time
+	skus      []provisioning.SKU
 }
 
 // NewDirectory returns an empty directory.
@@ -58,7 +62,7 @@ func NewDirectory() *Directory {
 	return &Directory{
 		users: map[string]*provisioning.User{}, deleted: map[string]*provisioning.User{},
 		groups: map[string]provisioning.Group{}, members: map[string]map[string]bool{},
-		faults: map[string]error{},
+		faults: map[string]error{}, deletedAt: map[string]time.Time{},
 	}
 }
 
@@ -213,6 +217,7 @@ func notFound(op, what string) error {
 func (d *Directory) copyOf(u *provisioning.User) provisioning.User {
 	c := *u
 	c.Attributes = maps.Clone(u.Attributes)
+	c.Licenses = cloneLicenses(u.Licenses)
 	c.ManagerEmployeeID = ""
 	if m, ok := d.users[u.ManagerID]; ok {
 		c.ManagerEmployeeID = m.EmployeeID
@@ -357,7 +362,16 @@ func (d *Directory) UpdateUser(_ context.Context, id string, changes map[string]
 					Message: fmt.Sprintf("Invalid value specified for property '%s': an empty string; send null to clear it", k), Target: k}
 			}
 		}
+		if v := changes["userPrincipalName"]; v != nil {
+			if err := d.upnTaken("update user", *v, u.ID); err != nil {
+				return err
+			}
+			u.UserPrincipalName = *v
+		}
 		for k, v := range changes {
+			if k == "userPrincipalName" {
+				continue // set above
+			}
 			if v == nil {
 				delete(u.Attributes, k)
 			} else {
@@ -415,6 +429,8 @@ func (d *Directory) DeleteUser(_ context.Context, id string) error {
 	}
 	delete(d.users, id)
 	d.deleted[id] = u
+	d.deletedAt[id] = time.Now().UTC()
+	u.Licenses = nil // a deleted user's licences are released (lifecycle.go)
 	d.record("DeleteUser", id, "")
 	return nil
 }

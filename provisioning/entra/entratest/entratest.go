@@ -79,7 +79,11 @@ type Options struct {
 	RoleManagement bool
 	// Domain is the verified domain UPNs must end with ("" accepts any).
 	Domain string
-	Logger *slog.Logger
+	// Permissions are the application permissions granted to the app
+	// (the roles claim of its tokens, permissions.go); nil grants
+	// DefaultPermissions.
+	Permissions []string
+	Logger      *slog.Logger
 }
 
 // Faults inject failures into Graph requests (never into the token
@@ -200,6 +204,9 @@ type Server struct {
 	memberLog  []memberEvent
 	deltaFloor uint64
 	deltaGone  bool
+	// lc: permissions, deleted items and licences (permissions.go,
+	// deleted.go, licenses.go)
+	lc lifecycleSim
 }
 
 // New starts a simulator on 127.0.0.1 with a random port.

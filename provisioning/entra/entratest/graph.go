@@ -46,6 +46,8 @@ type reqCtx struct {
 	requestID string
 	body      map[string]any
 	rawBody   []byte
+	beta      bool   // the request is for /beta (deleted.go)
+	token     string // the bearer token (permissions.go)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -72,7 +74,7 @@ func (c *reqCtx) graphError(status int, code, message string, details ...detail)
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	p := r.URL.Path
-	if strings.HasPrefix(p, "/v1.0/") || p == "/v1.0" {
+	if strings.HasPrefix(p, "/v1.0/") || p == "/v1.0" || strings.HasPrefix(p, "/beta/") {
 		s.serveGraph(w, r)
 		return
 	}
@@ -92,7 +94,7 @@ func route(method string, segs []string) (string, bool) {
 	t := make([]string, len(segs))
 	for i, s := range segs {
 		t[i] = s
-		if i > 0 && (segs[i-1] == "users" || segs[i-1] == "groups" || segs[i-1] == "deletedItems" || (segs[i-1] == "members" && s != "$ref" && !isUserCast(s))) && !isDelta(s) {
+		if i > 0 && (segs[i-1] == "users" || segs[i-1] == "groups" || (segs[i-1] == "deletedItems" && !isUserCast(s)) || (segs[i-1] == "members" && s != "$ref" && !isUserCast(s))) && !isDelta(s) {
 			t[i] = "{id}"
 		}
 	}
@@ -121,7 +123,9 @@ func (s *Server) serveGraph(w http.ResponseWriter, r *http.Request) {
 		case <-t.C:
 		}
 	}
-	segs := strings.Split(strings.Trim(strings.TrimPrefix(r.URL.Path, "/v1.0"), "/"), "/")
+	path, beta := strings.CutPrefix(r.URL.Path, "/beta")
+	c.beta = beta
+	segs := strings.Split(strings.Trim(strings.TrimPrefix(path, "/v1.0"), "/"), "/")
 	name, write := route(r.Method, segs)
 
 	s.mu.Lock()
@@ -146,6 +150,7 @@ func (s *Server) serveGraph(w http.ResponseWriter, r *http.Request) {
 		c.graphError(http.StatusUnauthorized, "InvalidAuthenticationToken", "Access token validation failure. Invalid audience.")
 		return
 	}
+	c.token = tok
 	if s.failRequest(name) {
 		s.countError(http.StatusInternalServerError)
 		c.graphError(http.StatusInternalServerError, "UnknownError", "An internal server error occurred (injected).")
@@ -265,7 +270,16 @@ func formatRetryAfter(d time.Duration) string {
 func (s *Server) dispatch(c *reqCtx, segs []string) int {
 	m := c.r.Method
 	n := len(segs)
+	if c.beta && !(n == 4 && segs[0] == "directory" && segs[1] == "deletedItems" && segs[3] == "restore" && m == http.MethodPost) {
+		// The simulator serves only the beta restore action (deleted.go).
+		c.graphError(http.StatusBadRequest, "BadRequest", "This simulator serves only POST /beta/directory/deletedItems/{id}/restore on the beta endpoint.")
+		return http.StatusBadRequest
+	}
 	switch {
+	case n == 1 && segs[0] == "subscribedSkus" && m == http.MethodGet:
+		return s.listSubscribedSkus(c)
+	case n == 3 && segs[0] == "directory" && segs[1] == "deletedItems" && isUserCast(segs[2]) && m == http.MethodGet:
+		return s.listDeletedUsers(c)
 	case n >= 1 && segs[0] == "users":
 		switch {
 		case n == 1 && m == http.MethodGet:
@@ -282,6 +296,8 @@ func (s *Server) dispatch(c *reqCtx, segs []string) int {
 			return s.deleteUser(c, segs[1])
 		case n == 3 && segs[2] == "revokeSignInSessions" && m == http.MethodPost:
 			return s.revokeSessions(c, segs[1])
+		case n == 3 && segs[2] == "assignLicense" && m == http.MethodPost:
+			return s.assignLicense(c, segs[1])
 		case (n == 3 || (n == 4 && isGroupCast(segs[3]))) && segs[2] == "memberOf" && m == http.MethodGet:
 			return s.memberOf(c, segs[1])
 		case n == 3 && segs[2] == "manager" && m == http.MethodGet:
@@ -292,7 +308,7 @@ func (s *Server) dispatch(c *reqCtx, segs []string) int {
 			return s.deleteManager(c, segs[1])
 		}
 	case n == 4 && segs[0] == "directory" && segs[1] == "deletedItems" && segs[3] == "restore" && m == http.MethodPost:
-		return s.restore(c, segs[2])
+		return s.restoreDeleted(c, segs[2])
 	case n >= 1 && segs[0] == "groups":
 		switch {
 		case n == 1 && m == http.MethodGet:
@@ -975,36 +991,11 @@ func (s *Server) deleteUser(c *reqCtx, key string) int {
 		return status
 	}
 	o.deleted = true
+	s.markDeleted(o.props["id"].(string), time.Now())
 	s.seq++
 	o.seq = s.seq
 	c.w.WriteHeader(http.StatusNoContent)
 	return http.StatusNoContent
-}
-
-func (s *Server) restore(c *reqCtx, id string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	o, ok := s.users[id]
-	if !ok || !o.deleted {
-		c.graphError(http.StatusNotFound, "Request_ResourceNotFound", notFoundMsg(id))
-		return http.StatusNotFound
-	}
-	upn, _ := o.props["userPrincipalName"].(string)
-	for _, other := range s.userOrder {
-		u := s.users[other]
-		if ou, _ := u.props["userPrincipalName"].(string); other != id && !u.deleted && strings.EqualFold(ou, upn) {
-			c.graphError(http.StatusBadRequest, "Request_BadRequest", msgDuplicateUPN, detail{Code: "ObjectConflict", Target: "userPrincipalName"})
-			return http.StatusBadRequest
-		}
-	}
-	o.deleted = false
-	s.seq++
-	o.seq = s.seq
-	out := project(o.props, nil, keys(o.props))
-	out["@odata.context"] = s.ts.URL + "/v1.0/$metadata#directoryObjects/$entity"
-	out["@odata.type"] = "#microsoft.graph.user"
-	writeJSON(c.w, http.StatusOK, out)
-	return http.StatusOK
 }
 
 func (s *Server) revokeSessions(c *reqCtx, key string) int {

@@ -134,9 +134,10 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request, tenant strin
 			"The request body must contain the following parameter: 'client_assertion' or 'client_secret'.")
 		return
 	}
-	tok := issueToken()
 	s.mu.Lock()
-	s.tokens[tokenKey(tok)] = time.Now().Add(tokenLifetime)
+	now := time.Now()
+	tok := s.accessToken(s.granted(), now) // permissions.go
+	s.tokens[tokenKey(tok)] = now.Add(tokenLifetime)
 	s.mu.Unlock()
 	writeJSON(w, http.StatusOK, map[string]any{
 		"token_type":     "Bearer",
