@@ -37,7 +37,7 @@ func LoadBytes(name string, data []byte) (*Rules, error) {
 	return l.r, nil
 }
 
-var topKeys = []string{"time_zone", "domain", "upn", "mail_nickname", "attributes", "manager", "groups", "scope", "lifecycle", "matching"}
+var topKeys = []string{"time_zone", "domain", "upn", "mail_nickname", "attributes", "manager", "groups", "scope", "lifecycle", "matching", "first_sign_in", "notifications"}
 
 type loader struct {
 	file     string
@@ -128,6 +128,8 @@ func (l *loader) load(data []byte) {
 	}
 	l.lifecyclePolicy(fields["lifecycle"])
 	l.matching(fields["matching"])
+	l.firstSignIn(fields["first_sign_in"])
+	l.notifications(fields["notifications"])
 	l.crossChecks(root)
 }
 

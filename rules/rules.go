@@ -30,6 +30,9 @@ type Rules struct {
 	scope      *expr // nil: everyone is in scope
 	lifecycle  Lifecycle
 	match      []MatchKey
+	// firstSignIn and notify: first_sign_in.go, notify.go.
+	firstSignIn FirstSignIn
+	notify      Notifications
 }
 
 // expr is one compiled CEL expression and where it is written.

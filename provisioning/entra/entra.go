@@ -87,6 +87,9 @@ type Directory struct {
 	recent map[string]time.Time // ids created by this process, for replication retries
 
 	throttle *throttleSignal
+	// cred and scope read the granted permissions (tap.go).
+	cred  azcore.TokenCredential
+	scope string
 }
 
 // ThrottledUntil is when the latest 429 Graph answered this client asked it
@@ -189,6 +192,7 @@ func New(ctx context.Context, cfg Config) (*Directory, error) {
 		repl:     repl,
 		roleMgmt: cfg.RoleAssignableGroups, leaveDate: cfg.LeaveDate,
 		recent: map[string]time.Time{},
+		cred:   cred, scope: scope,
 	}
 	log.Debug("graph client ready", "graph_url", graphBase, "cloud", name, "scope", scope)
 	return d, nil

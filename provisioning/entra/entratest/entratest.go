@@ -79,7 +79,12 @@ type Options struct {
 	RoleManagement bool
 	// Domain is the verified domain UPNs must end with ("" accepts any).
 	Domain string
-	Logger *slog.Logger
+	// Permissions are the application permissions granted to the app
+	// (nil: DefaultPermissions). They travel in the token's roles claim
+	// and gate the authentication-method and sendMail routes (tap.go,
+	// mail.go).
+	Permissions []string
+	Logger      *slog.Logger
 }
 
 // Faults inject failures into Graph requests (never into the token
@@ -200,6 +205,11 @@ type Server struct {
 	memberLog  []memberEvent
 	deltaFloor uint64
 	deltaGone  bool
+	// perms are the granted application permissions; tap and outbox hold
+	// the authentication methods and the sent mail (tap.go, mail.go).
+	perms  map[string]bool
+	tap    tapState
+	outbox []SentMail
 }
 
 // New starts a simulator on 127.0.0.1 with a random port.
@@ -231,6 +241,7 @@ func New(opts Options) *Server {
 		counters: Counters{ByRoute: map[string]int{}},
 		rng:      mrand.New(mrand.NewPCG(1, 2)),
 	}
+	s.initAuthMethods()
 	ts := httptest.NewUnstartedServer(http.HandlerFunc(s.serveHTTP))
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -266,6 +266,8 @@ func (s *Server) dispatch(c *reqCtx, segs []string) int {
 	m := c.r.Method
 	n := len(segs)
 	switch {
+	case n >= 3 && segs[0] == "users" && (segs[2] == "authentication" || segs[2] == "sendMail"):
+		return s.dispatchDayOne(c, segs)
 	case n >= 1 && segs[0] == "users":
 		switch {
 		case n == 1 && m == http.MethodGet:

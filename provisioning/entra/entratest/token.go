@@ -134,7 +134,7 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request, tenant strin
 			"The request body must contain the following parameter: 'client_assertion' or 'client_secret'.")
 		return
 	}
-	tok := issueToken()
+	tok := issueToken(s.tokenClaims())
 	s.mu.Lock()
 	s.tokens[tokenKey(tok)] = time.Now().Add(tokenLifetime)
 	s.mu.Unlock()
@@ -151,12 +151,17 @@ func hasBasicSecret(r *http.Request) bool {
 	return ok && p != ""
 }
 
-func issueToken() string {
+// issueToken returns a JWT-shaped access token: an unsigned header, the
+// claims (the app roles in "roles", as in an app-only token for Graph:
+// https://learn.microsoft.com/en-us/entra/identity-platform/access-token-claims-reference)
+// and a random part that makes it unguessable.
+func issueToken(claims []byte) string {
 	var b [32]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		panic(err)
 	}
-	return "sim." + base64.RawURLEncoding.EncodeToString(b[:])
+	return base64.RawURLEncoding.EncodeToString([]byte(`{"typ":"JWT","alg":"none"}`)) + "." +
+		base64.RawURLEncoding.EncodeToString(claims) + "." + base64.RawURLEncoding.EncodeToString(b[:])
 }
 
 // validToken reports whether the bearer token was issued and has not
