@@ -19,6 +19,10 @@ type Preflight struct {
 	Entra     Checker
 	Directory Directory // resolves the managed groups
 	Rules     *rules.Rules
+	// Permissions and Needed check the application permissions of the
+	// day-one pass and the notifications (notify_preflight.go).
+	Permissions PermissionReader
+	Needed      []NeededPermission
 }
 
 // Run tests access to Personio and Graph and, when Graph answers, that
@@ -34,6 +38,8 @@ func (p Preflight) Run(ctx context.Context) (passed, problems []string) {
 		return passed, append(problems, "Entra: "+err.Error())
 	}
 	passed = append(passed, "Microsoft Graph reachable with the configured app registration")
+	pp, pr := p.checkPermissions(ctx)
+	passed, problems = append(passed, pp...), append(problems, pr...)
 	err := p.Rules.CheckGroups(ctx, func(ctx context.Context, key string) (string, string, error) {
 		g, err := LookupGroup(ctx, p.Directory, key)
 		return g.ID, g.Unmanageable, err

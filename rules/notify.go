@@ -341,3 +341,19 @@ func sampleNotice(event string) NoticeData {
 		Pass:       NoticePass{Value: "sample", Issued: true, ExpiresAt: now, Lifetime: "8h0m0s", UsableOnce: true, SignInURL: "https://aka.ms/mysecurityinfo"},
 		ApprovalID: "ap-1", People: 1, Reason: "sample", Error: "sample", Subject: "sample"}
 }
+
+var defaultStartDate = func() *NotifyEvent {
+	return &NotifyEvent{Name: EventStartDate, Enabled: true,
+		subject: texttemplate.Must(texttemplate.New("subject").Option("missingkey=error").Parse(defaultSubjects[EventStartDate])),
+		body:    texttemplate.Must(texttemplate.New("body").Option("missingkey=error").Parse(defaultBodies[EventStartDate]))}
+}()
+
+// PassEvent is the start_date event whose templates carry the day-one
+// pass: the configured one, or the built-in text when notifications do not
+// list start_date.
+func (n Notifications) PassEvent() *NotifyEvent {
+	if ev := n.Event(EventStartDate); ev != nil {
+		return ev
+	}
+	return defaultStartDate
+}
