@@ -72,13 +72,15 @@ func (s *Server) sendMail(c *reqCtx, key string) int {
 		c.graphError(http.StatusNotFound, "MailboxNotEnabledForRESTAPI", "The mailbox is either inactive, soft-deleted, or is hosted on-premise.")
 		return http.StatusNotFound
 	}
-	msg, _ := c.body["message"].(map[string]any)
+	// Action parameters are matched without regard to case: the docs write
+	// "message", the Go SDK sends "Message".
+	msg, _ := fold(c.body, "message").(map[string]any)
 	if msg == nil {
 		c.graphError(http.StatusBadRequest, "ErrorInvalidRequest", "The message is missing.")
 		return http.StatusBadRequest
 	}
 	m := SentMail{ID: newID(), From: key, FromAddress: from, Time: time.Now().UTC(), SaveToSentItems: true}
-	if v, ok := c.body["saveToSentItems"].(bool); ok {
+	if v, ok := fold(c.body, "saveToSentItems").(bool); ok {
 		m.SaveToSentItems = v
 	}
 	m.Subject, _ = msg["subject"].(string)
@@ -101,4 +103,17 @@ func (s *Server) sendMail(c *reqCtx, key string) int {
 	s.outbox = append(s.outbox, m)
 	c.w.WriteHeader(http.StatusAccepted)
 	return http.StatusAccepted
+}
+
+// fold returns the value of key in m, the key matched without regard to case.
+func fold(m map[string]any, key string) any {
+	if v, ok := m[key]; ok {
+		return v
+	}
+	for k, v := range m {
+		if strings.EqualFold(k, key) {
+			return v
+		}
+	}
+	return nil
 }
