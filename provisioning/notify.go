@@ -69,6 +69,10 @@ func (c *NotifyConfig) applyRules(r *rules.Rules) {
 	c.Events, c.FirstSignIn, c.Location = r.Notifications(), r.FirstSignIn(), r.TimeZone()
 }
 
+// Notifies reports whether the engine raises notifications (the
+// notifications consumer must then run).
+func (e *Engine) Notifies() bool { return e.notifying() }
+
 // notifying reports whether the engine raises notices at all.
 func (e *Engine) notifying() bool { return e.cfg.Notify.Publisher != nil && !e.cfg.DryRun }
 

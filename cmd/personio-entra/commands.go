@@ -205,7 +205,8 @@ func check(ctx context.Context, cfg Config, problems []string, offline bool, opt
 		if err != nil {
 			problems = append(problems, err.Error())
 		} else {
-			passed, found := provisioning.Preflight{Personio: a.source, Entra: a.dir, Directory: a.dir, Rules: rs}.Run(ctx)
+			passed, found := provisioning.Preflight{Personio: a.source, Entra: a.dir, Directory: a.dir, Rules: rs,
+				Permissions: a.dir, Needed: provisioning.NeededPermissions(rs, cfg.NotifyMailbox)}.Run(ctx)
 			for _, p := range passed {
 				fmt.Fprintln(stdout, "ok   "+p)
 			}

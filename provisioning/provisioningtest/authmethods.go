@@ -38,6 +38,7 @@ type authState struct {
 	// policyDisabled refuses every pass; refuseWithMethods refuses users
 	// with a registered method (ErrTAPHasMethod).
 	policyDisabled, refuseWithMethods bool
+	refuseAll                         bool
 	mailboxes                         map[string]bool
 }
 
@@ -58,6 +59,15 @@ func (d *Directory) SetTAPPolicy(disabled, refuseWithMethods bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.auth.policyDisabled, d.auth.refuseWithMethods = disabled, refuseWithMethods
+}
+
+// RefuseTAPs makes every create answer as Graph does for a user who
+// already has a usable method (ErrTAPHasMethod), whatever the methods
+// list shows (it may lag behind).
+func (d *Directory) RefuseTAPs(on bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.auth.refuseAll = on
 }
 
 // Passes returns every pass issued for the user (all users for "").
@@ -126,7 +136,7 @@ func (d *Directory) CreateTAP(_ context.Context, userID string, req provisioning
 	switch {
 	case d.auth.policyDisabled:
 		return rejected("Temporary Access Pass authentication method is not enabled for this user by the authentication methods policy.", provisioning.ErrTAPPolicyDisabled)
-	case d.auth.refuseWithMethods && len(d.auth.methods[userID]) > 0:
+	case d.auth.refuseAll || d.auth.refuseWithMethods && len(d.auth.methods[userID]) > 0:
 		return rejected("The user already has a usable authentication method registered.", provisioning.ErrTAPHasMethod)
 	case req.LifetimeMinutes != 0 && (req.LifetimeMinutes < 10 || req.LifetimeMinutes > 43200):
 		return provisioning.TAP{}, &provisioning.DirectoryError{Kind: provisioning.KindRejected, Op: "create Temporary Access Pass",
