@@ -44,6 +44,7 @@ type loader struct {
 	r        *Rules
 	env      *cel.Env
 	problems []Problem
+	lines    []string // the file's lines, for positions inside block scalars
 }
 
 func (l *loader) problem(n *yaml.Node, fix, format string, args ...any) {
@@ -58,6 +59,7 @@ func (l *loader) problemAt(p position, fix, format string, args ...any) {
 var yamlLine = regexp.MustCompile(`line (\d+):`)
 
 func (l *loader) load(data []byte) {
+	l.lines = strings.Split(string(data), "\n")
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		line := 1

@@ -317,7 +317,12 @@ func (l *loader) noticeTemplate(n, parent *yaml.Node, event, what, def string) *
 			line, _ := strconv.Atoi(m[1])
 			switch n.Style {
 			case yaml.LiteralStyle, yaml.FoldedStyle:
-				pos = position{n.Line + line, n.Column}
+				// The text starts on the line after the | or > indicator,
+				// at the block's indentation.
+				pos = position{n.Line + line, 1}
+				if i := n.Line + line - 1; i < len(l.lines) {
+					pos.col = len(l.lines[i]) - len(strings.TrimLeft(l.lines[i], " ")) + 1
+				}
 			default:
 				if line > 1 {
 					pos = position{n.Line + line - 1, 1}
