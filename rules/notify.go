@@ -168,7 +168,7 @@ Their account {{.Person.UPN}} exists and is in its groups.
 {{if .Pass.Issued}}
 Temporary Access Pass for the first sign-in: {{.Pass.Value}}
 It works until {{.Pass.ExpiresAt}}{{if .Pass.UsableOnce}} and only once{{end}}.
-Hand it over in person or by phone, never by e-mail or chat. {{.Person.Name}} signs in at {{.Pass.SignInURL}} and sets up Microsoft Authenticator or a passkey there.
+Give it to {{.Person.FirstName}} in person on the first morning and do not forward this mail. {{.Person.FirstName}} signs in at {{.Pass.SignInURL}} and sets up Microsoft Authenticator or a passkey there.
 {{else if .Pass.Note}}
 No Temporary Access Pass was issued: {{.Pass.Note}}
 {{end}}`,

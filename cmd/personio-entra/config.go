@@ -58,8 +58,9 @@ type Config struct {
 	LogLevel  slog.Level
 	LogFormat string // json, text
 
-	NotifyMailbox    string // NOTIFY_MAILBOX: the mailbox notifications are sent as (notify.go)
-	NotifyWebhookURL string // NOTIFY_WEBHOOK_URL: a secret (Slack and Teams URLs carry their credential)
+	NotifyMailbox    string        // NOTIFY_MAILBOX: the mailbox notifications are sent as (notify.go)
+	NotifyWebhookURL string        // NOTIFY_WEBHOOK_URL: a secret (Slack and Teams URLs carry their credential)
+	notifyRetryBase  time.Duration // the first notification retry delay (tests; the queue's default otherwise)
 }
 
 // role says which parts of the configuration a subcommand needs.
