@@ -285,10 +285,14 @@ func (e *Engine) deliver(ctx context.Context, n work.Notice, ev *rules.NotifyEve
 		to = append([]recipient{{who: "manager", addr: data.Person.ManagerMail}}, to...)
 	}
 	var errs []error
-	if len(to) > 0 {
+	switch {
+	case len(to) > 0:
 		if err := e.sendMail(ctx, n, ev, data, to); err != nil {
 			errs = append(errs, err)
 		}
+	case len(ev.To) > 0:
+		e.auditNotice(ctx, n, ChannelEmail, strings.Join(ev.To, ", "), ResultSkipped,
+			"no recipient has an address (no manager, a manager without a mailbox, or no email in Personio)", nil)
 	}
 	if webhook {
 		if err := e.postWebhook(ctx, n, ev, data); err != nil {

@@ -26,9 +26,7 @@ func dayOneStack(t *testing.T, logs *lockedBuffer, rules []byte) *stack {
 	return newTestStack(t, stackOptions{
 		rules: rules, notifyMailbox: demoMailbox, notifyRetry: 200 * time.Millisecond,
 		logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		seed: func(es *entratest.Server) {
-			es.AddUser(entratest.User{UserPrincipalName: demoMailbox, Mail: demoMailbox, DisplayName: "IT Automation", AccountEnabled: true})
-		},
+		seed:   seedDemoMailbox,
 	})
 }
 
