@@ -416,7 +416,8 @@ func TestBearerTokenReachesOverrideHost(t *testing.T) {
 		t.Fatalf("Check: %v", err)
 	}
 	reqs := wire.find(http.MethodGet, "/v1.0/users")
-	if len(reqs) != 1 || !strings.HasPrefix(reqs[0].Auth, "Bearer sim.") {
+	// The simulator's tokens are JWT-shaped (header.claims.random) like Entra's.
+	if len(reqs) != 1 || !strings.HasPrefix(reqs[0].Auth, "Bearer ey") || strings.Count(reqs[0].Auth, ".") != 2 {
 		t.Fatalf("Graph request without the simulator's token: %+v", reqs)
 	}
 	// Without a token the simulator refuses, as Graph does.
