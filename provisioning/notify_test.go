@@ -527,3 +527,38 @@ func TestWebhookDelivery(t *testing.T) {
 		}
 	}
 }
+
+// A leaver's disable raises leaver_disabled once; the manager is mailed.
+func TestLeaverDisabledNotice(t *testing.T) {
+	env := newDayOneEnv(t, dayOneRules)
+	env.now = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	env.src.Set(employee("2", "Ada", "Lovelace", func(e *model.Employee) { e.SupervisorID = "1" }))
+	if _, err := env.eng.Reconcile(context.Background(), "2", "test"); err != nil {
+		t.Fatal(err)
+	}
+	env.pub.take()
+	env.src.Set(employee("2", "Ada", "Lovelace", func(e *model.Employee) {
+		e.SupervisorID = "1"
+		e.LastWorkingDay = model.Date{Year: 2026, Month: 11, Day: 26}
+	}))
+	for range 2 {
+		if _, err := env.eng.Reconcile(context.Background(), "2", "test"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var leaver []work.Notice
+	for _, n := range env.pub.take() {
+		if n.Event == rules.EventLeaverDisabled {
+			leaver = append(leaver, n)
+		}
+	}
+	if len(leaver) != 1 || leaver[0].UPN != "ada.lovelace@example.com" {
+		t.Fatalf("leaver notices %+v, want one", leaver)
+	}
+	if err := env.eng.HandleNotice(context.Background(), leaver[0]); err != nil {
+		t.Fatal(err)
+	}
+	if m := env.mailsTo("bea.boss@example.com"); len(m) != 1 || !strings.Contains(m[0], "disabled") {
+		t.Fatalf("manager mails %q", m)
+	}
+}
