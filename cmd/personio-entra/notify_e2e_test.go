@@ -149,7 +149,7 @@ func TestEndToEndDayOnePass(t *testing.T) {
 	s.personio.UpsertPerson(joiner("9200", "Tara", "Pass", 0, nil))
 	u := eventually(t, s, "9200", "account created", func(u entratest.User, found bool) bool { return found })
 	var pass string
-	waitFor(t, "the manager's mail with the pass", 30*time.Second, func() bool {
+	waitFor(t, "the manager's mail with the pass", 60*time.Second, func() bool {
 		taps := s.entra.IssuedTAPs(u.ID)
 		if len(taps) == 0 {
 			return false
@@ -195,15 +195,18 @@ func TestEndToEndDayOnePass(t *testing.T) {
 // with backoff, and the retry issues a fresh pass and delivers only that.
 func TestEndToEndDayOnePassRetryAfterFailedDelivery(t *testing.T) {
 	logs := &lockedBuffer{}
-	// Only the pass is mailed, so the one injected failure hits its delivery.
-	s := dayOneStack(t, logs, bytes.Replace(dayOneRules, []byte("joiner_created: {to: [manager]}"), []byte("joiner_created: {enabled: false}"), 1))
+	// Only the pass is mailed (no other event is on), so the one injected
+	// sendMail failure hits its delivery.
+	rules := dayOneRules[:bytes.Index(dayOneRules, []byte("\nnotifications:"))]
+	rules = append(append([]byte{}, rules...), "\nnotifications:\n  events:\n    start_date: {}\n"...)
+	s := dayOneStack(t, logs, rules)
 	convergeE2E(t, s)
 	manager := giveManagerMailbox(t, s)
 	s.entra.SetFaults(entratest.Faults{FailRequests: map[string]int{"POST /users/{id}/sendMail": 1}})
 
 	s.personio.UpsertPerson(joiner("9201", "Rhea", "Retry", 0, nil))
 	u := eventually(t, s, "9201", "account created", func(u entratest.User, found bool) bool { return found })
-	waitFor(t, "a second pass delivered", 30*time.Second, func() bool {
+	waitFor(t, "a second pass delivered", 60*time.Second, func() bool {
 		taps := s.entra.IssuedTAPs(u.ID)
 		return len(taps) == 2 && len(mailsWith(s, manager, taps[1].Pass)) == 1
 	})
