@@ -108,6 +108,8 @@ type Config struct {
 	// Enqueuer queues people (the work queue): reports waiting for a
 	// manager's account, approvals' people. Optional.
 	Enqueuer Enqueuer
+	// Notify wires notifications and the day-one pass (notify.go).
+	Notify NotifyConfig
 	// ReplicationWait bounds how long a create that finds its UPN taken by
 	// an account Graph does not show yet waits for that account to become
 	// readable (Graph replicates a new object with a delay), to tell this
@@ -444,6 +446,9 @@ func (e *Engine) reconcile(ctx context.Context, personID, trigger string, m mode
 		if err := e.waitForManager(ctx, d.ManagerPersonID, personID); err != nil {
 			log.Warn("the report is retried on the schedule instead", "err", err)
 		}
+	}
+	if err := e.afterReconcile(ctx, log, now, &res, d, heldIn); err != nil {
+		return res, err
 	}
 	if err := e.schedule(ctx, log, res.Plan, d); err != nil {
 		return res, err
@@ -804,4 +809,5 @@ func (c *Config) ApplyRules(r *rules.Rules) {
 	c.OnDeleted = LeaverActions{RevokeSessions: lc.Leaver.RevokeSessions, RemoveMemberships: lc.Leaver.RemoveMemberships}
 	c.RehireWithin = time.Duration(lc.RehireWithinDays) * 24 * time.Hour
 	c.applyLifecycleRules(r)
+	c.Notify.applyRules(r)
 }

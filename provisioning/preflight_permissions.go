@@ -29,6 +29,9 @@ type PermissionNeed struct {
 type PermissionOptions struct {
 	LeaveDate            bool
 	RoleAssignableGroups bool
+	// NotifyMailbox is the mailbox notifications are sent from
+	// (NOTIFY_MAILBOX); "" sends no e-mail.
+	NotifyMailbox string
 }
 
 // PermissionNeeds lists the permissions of every feature the rules and
@@ -72,6 +75,14 @@ func PermissionNeeds(r *rules.Rules, o PermissionOptions) []PermissionNeed {
 			PermissionNeed{"licences", "assign and remove licences (https://learn.microsoft.com/en-us/graph/api/user-assignlicense)",
 				[]string{"LicenseAssignment.ReadWrite.All", "User.ReadWrite.All", "Directory.ReadWrite.All"}})
 	}
+	if r.FirstSignIn().Enabled {
+		needs = append(needs, PermissionNeed{"day-one pass (first_sign_in)", "list authentication methods and issue the Temporary Access Pass (https://learn.microsoft.com/en-us/graph/api/authentication-post-temporaryaccesspassmethods)",
+			[]string{"UserAuthenticationMethod.ReadWrite.All"}})
+	}
+	if o.NotifyMailbox != "" && (r.FirstSignIn().Enabled || r.Notifications().UsesEmail()) {
+		needs = append(needs, PermissionNeed{"e-mail notifications", "send mail as " + o.NotifyMailbox + " (https://learn.microsoft.com/en-us/graph/api/user-sendmail)",
+			[]string{"Mail.Send"}})
+	}
 	return needs
 }
 
@@ -85,8 +96,12 @@ func missingPermissions(needs []PermissionNeed, granted []string) []string {
 		}) {
 			continue
 		}
-		problems = append(problems, fmt.Sprintf("permission: %s needs the Microsoft Graph application permission %s (or one of %s) to %s; grant it to the app registration and grant admin consent",
-			n.Feature, n.AnyOf[0], strings.Join(n.AnyOf[1:], ", "), n.For))
+		alt := ""
+		if len(n.AnyOf) > 1 {
+			alt = " (or one of " + strings.Join(n.AnyOf[1:], ", ") + ")"
+		}
+		problems = append(problems, fmt.Sprintf("permission: %s needs the Microsoft Graph application permission %s%s to %s; grant it to the app registration and grant admin consent",
+			n.Feature, n.AnyOf[0], alt, n.For))
 	}
 	return problems
 }

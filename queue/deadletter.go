@@ -143,6 +143,10 @@ func (q *Queue) Redrive(ctx context.Context, seq uint64) error {
 	}
 	detail := fmt.Sprintf("dead letter %d (%s: %s)", seq, d.WorkReason, d.Reason)
 	switch {
+	case isNoticeSubject(d.OriginalSubject):
+		if err := q.redriveNotice(ctx, d); err != nil {
+			return fmt.Errorf("queue: redrive dead letter %d: %w", seq, err)
+		}
 	case d.PersonID != "":
 		if err := q.enqueue(ctx, d.PersonID, ReasonRedrive, detail, kindRedrive, nil); err != nil {
 			return fmt.Errorf("queue: redrive dead letter %d: %w", seq, err)

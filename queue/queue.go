@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -84,6 +85,13 @@ type Config struct {
 	// in flight at once over all workers (default 16). Resolving only reads
 	// Personio and re-publishes, so these do not need serialising.
 	ResolverMaxAckPending int
+
+	// NotifyMaxDeliver (default 10) attempts of a notification, retried
+	// after min(NotifyRetryBase·2^(n-1), NotifyRetryMax) (defaults 10s and
+	// 10m), with NotifyInFlight (default 8) in flight at once (notify.go).
+	NotifyMaxDeliver                int
+	NotifyRetryBase, NotifyRetryMax time.Duration
+	NotifyInFlight                  int
 }
 
 func (c Config) withDefaults() Config {
@@ -116,6 +124,14 @@ func (c Config) withDefaults() Config {
 	if c.ResolverMaxAckPending <= 0 {
 		c.ResolverMaxAckPending = 16
 	}
+	if c.NotifyMaxDeliver <= 0 {
+		c.NotifyMaxDeliver = 10
+	}
+	def(&c.NotifyRetryBase, 10*time.Second)
+	def(&c.NotifyRetryMax, 10*time.Minute)
+	if c.NotifyInFlight <= 0 {
+		c.NotifyInFlight = defaultNotifyInFly
+	}
 	return c
 }
 
@@ -126,6 +142,8 @@ type Queue struct {
 	events jetstream.Stream // the work stream, for the workers' supersession check
 	cfg    Config
 	logger *slog.Logger
+	// deadLetterNotices: raise the dead_lettered notice (notify.go).
+	deadLetterNotices atomic.Bool
 }
 
 // Open creates or updates the streams and consumers (idempotent, so every
@@ -186,7 +204,7 @@ func (q *Queue) setup(ctx context.Context) error {
 	events := jetstream.StreamConfig{
 		Name:        EventStream,
 		Description: "personio-entra person work: webhook events, schedules, syncs, re-drives",
-		Subjects:    []string{ingestPersonPrefix + "*.*", ingestEmploymentPref + "*", schedulePrefix + "*"},
+		Subjects:    []string{ingestPersonPrefix + "*.*", ingestEmploymentPref + "*", schedulePrefix + "*", noticePrefix + ">"},
 		SubjectTransform: &jetstream.SubjectTransformConfig{
 			Source: src, Destination: dst,
 		},
@@ -269,7 +287,10 @@ func (q *Queue) setup(ctx context.Context) error {
 		MaxAckPending: q.cfg.ResolverMaxAckPending,
 		Replicas:      q.cfg.Replicas,
 	}
-	return q.ensureConsumer(ctx, rc)
+	if err := q.ensureConsumer(ctx, rc); err != nil {
+		return err
+	}
+	return q.setupNotifications(ctx)
 }
 
 // ensureConsumer creates a missing consumer or updates an existing one. A

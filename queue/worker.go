@@ -274,6 +274,7 @@ func (q *Queue) process(workCtx context.Context, log *slog.Logger, msg jetstream
 		if err := msg.TermWithReason(reason); err != nil {
 			log.Warn("workers: terminating dead-lettered work failed", slog.Any("err", err))
 		}
+		q.noticeDeadLettered(opCtx, msg, md, reason, herr)
 		deadLettersTotal.WithLabelValues(reason).Inc()
 		workDuration.WithLabelValues(outcomeDeadLetter).Observe(time.Since(start).Seconds())
 		log.Error("work dead-lettered", slog.String("dead_letter_reason", reason), slog.Any("err", herr))

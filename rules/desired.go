@@ -78,6 +78,9 @@ type Desired struct {
 	// time alone (create window opens, start date, end of last working day,
 	// deletion due); zero when none is due.
 	NextTransition time.Time `json:"next_transition,omitzero"`
+	// DayOne is the joiner's start-date notice and pass (first_sign_in.go);
+	// nil when neither is configured or the start date has passed.
+	DayOne *DayOne `json:"day_one,omitempty"`
 
 	// Warnings explain values the rules could not compute or Graph would
 	// refuse (too long, not a country code, ...). Such attributes are left

@@ -248,8 +248,14 @@ func (r *Rules) phase(d *Desired, e model.Employee, now time.Time) {
 		d.RemoveMembership = lc.Leaver.RemoveMemberships
 	}
 
-	// The next instant at which time alone changes the answer.
-	for _, t := range []time.Time{createAt, startAt, leaveAt, deleteAt} {
+	// The next instant at which time alone changes the answer; the day-one
+	// pass may be due before the start date (first_sign_in).
+	r.dayOne(d, e, now)
+	var dayOneAt time.Time
+	if d.DayOne != nil {
+		dayOneAt = d.DayOne.At
+	}
+	for _, t := range []time.Time{createAt, startAt, leaveAt, deleteAt, dayOneAt} {
 		if !t.IsZero() && t.After(now) && (d.NextTransition.IsZero() || t.Before(d.NextTransition)) {
 			d.NextTransition = t
 		}

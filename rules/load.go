@@ -37,13 +37,14 @@ func LoadBytes(name string, data []byte) (*Rules, error) {
 	return l.r, nil
 }
 
-var topKeys = []string{"time_zone", "domain", "upn", "mail_nickname", "attributes", "manager", "groups", "licenses", "scope", "lifecycle", "matching"}
+var topKeys = []string{"time_zone", "domain", "upn", "mail_nickname", "attributes", "manager", "groups", "licenses", "scope", "lifecycle", "matching", "first_sign_in", "notifications"}
 
 type loader struct {
 	file     string
 	r        *Rules
 	env      *cel.Env
 	problems []Problem
+	lines    []string // the file's lines, for positions inside block scalars
 }
 
 func (l *loader) problem(n *yaml.Node, fix, format string, args ...any) {
@@ -58,6 +59,7 @@ func (l *loader) problemAt(p position, fix, format string, args ...any) {
 var yamlLine = regexp.MustCompile(`line (\d+):`)
 
 func (l *loader) load(data []byte) {
+	l.lines = strings.Split(string(data), "\n")
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		line := 1
@@ -131,6 +133,8 @@ func (l *loader) load(data []byte) {
 	}
 	l.lifecyclePolicy(fields["lifecycle"])
 	l.matching(fields["matching"])
+	l.firstSignIn(fields["first_sign_in"])
+	l.notifications(fields["notifications"])
 	l.crossChecks(root)
 	l.r.origins = buildOrigins(l.file, root, l.r)
 	l.licenseCrossChecks(root)

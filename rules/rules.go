@@ -34,6 +34,9 @@ type Rules struct {
 
 	licenses     licensePolicy    // licenses.go
 	onNameChange NameChangePolicy // names_change.go
+	// firstSignIn and notify: first_sign_in.go, notify.go.
+	firstSignIn FirstSignIn
+	notify      Notifications
 }
 
 // expr is one compiled CEL expression and where it is written.

@@ -81,6 +81,9 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger, q *queue.Queue, o
 	}
 	ecfg.Guard = provisioning.GuardSettings{MaxCount: cfg.GuardMaxChanges, MaxPercent: cfg.GuardMaxPercent,
 		Window: cfg.GuardWindow, MinSourcePercent: cfg.GuardMinSource}
+	if err := wireNotify(&ecfg, cfg, r, dir, q, log); err != nil {
+		return nil, err
+	}
 	var state provisioning.KV
 	if q != nil { // a nil *queue.Queue must not become a non-nil interface
 		ecfg.Scheduler, ecfg.Audit, ecfg.Enqueuer = q, q, q

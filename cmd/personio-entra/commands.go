@@ -276,7 +276,7 @@ func check(ctx context.Context, cfg Config, problems []string, offline bool, opt
 		if err != nil {
 			problems = append(problems, err.Error())
 		} else {
-			needs := provisioning.PermissionNeeds(rs, provisioning.PermissionOptions{LeaveDate: cfg.EntraLeaveDate, RoleAssignableGroups: cfg.EntraRoleGroups})
+			needs := provisioning.PermissionNeeds(rs, provisioning.PermissionOptions{LeaveDate: cfg.EntraLeaveDate, RoleAssignableGroups: cfg.EntraRoleGroups, NotifyMailbox: cfg.NotifyMailbox})
 			passed, found := provisioning.Preflight{Personio: a.source, Entra: a.dir, Directory: a.dir, Rules: rs, Permissions: a.dir, Needs: needs}.Run(ctx)
 			for _, p := range passed {
 				fmt.Fprintln(stdout, "ok   "+p)

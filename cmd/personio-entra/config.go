@@ -57,6 +57,10 @@ type Config struct {
 
 	LogLevel  slog.Level
 	LogFormat string // json, text
+
+	NotifyMailbox    string        // NOTIFY_MAILBOX: the mailbox notifications are sent as (notify.go)
+	NotifyWebhookURL string        // NOTIFY_WEBHOOK_URL: a secret (Slack and Teams URLs carry their credential)
+	notifyRetryBase  time.Duration // the first notification retry delay (tests; the queue's default otherwise)
 }
 
 // role says which parts of the configuration a subcommand needs.
@@ -130,6 +134,8 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		GuardMaxChanges:      integer("GUARD_MAX_CHANGES", 10),
 		ProtectedAccounts:    splitList(getenv("PROTECTED_ACCOUNTS")),
 		LogFormat:            strings.ToLower(str("LOG_FORMAT", "json")),
+		NotifyMailbox:        str("NOTIFY_MAILBOX", ""),
+		NotifyWebhookURL:     str("NOTIFY_WEBHOOK_URL", ""),
 	}
 	if v := strings.TrimSpace(getenv("SYNC_INTERVAL")); v == "" {
 		c.SyncInterval = time.Hour
@@ -212,6 +218,7 @@ func (c Config) Validate(r role) error {
 	if c.GuardMinSource <= 0 || c.GuardMinSource > 100 {
 		bad("GUARD_MIN_SOURCE_PERCENT=%v: want more than 0 and at most 100", c.GuardMinSource)
 	}
+	errs = append(errs, c.validateNotify()...)
 
 	if r.receiver {
 		if len(c.WebhookTokens) == 0 && !c.WebhookInsecure {
@@ -299,6 +306,8 @@ func (c Config) LogValue() slog.Value {
 		slog.String("metrics_addr", c.MetricsAddr),
 		slog.Duration("sync_interval", c.SyncInterval),
 		slog.Bool("dry_run", c.DryRun),
+		slog.String("notify_mailbox", c.NotifyMailbox),
+		slog.String("notify_webhook_url", redact(c.NotifyWebhookURL)),
 	)
 }
 

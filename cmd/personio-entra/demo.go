@@ -89,7 +89,9 @@ func runDemo(ctx context.Context, env *environment, args []string) error {
 	s, err := startStack(ctx, stackOptions{
 		dataDir: dir, listeners: ls, latency: *latency, syncInterval: 10 * time.Minute,
 		guardMax: 10, logger: slog.New(slog.NewTextHandler(env.stderr, &slog.HandlerOptions{Level: lvl})),
+		rules: dayOneRules, notifyMailbox: demoMailbox,
 		seed: func(es *entratest.Server) {
+			seedDemoMailbox(es)
 			// An account made by hand before the product arrived: it is
 			// matched by UPN = Personio email and adopted, not duplicated.
 			es.AddUser(entratest.User{UserPrincipalName: "katharina.vogel@example.com", DisplayName: "Katharina Vogel", AccountEnabled: true})
@@ -352,6 +354,9 @@ func playStory(ctx context.Context, s *stack, say func(string, ...any)) error {
 		return err
 	}
 	say("  %s: disabled, sessions revoked at %s, removed from every managed group", u.UserPrincipalName, u.SignInSessionsValidFrom.Format(time.TimeOnly))
+	if err := playDayOne(ctx, s, say); err != nil {
+		return err
+	}
 	say("\nNow: %s", entraSummary(s))
 	return nil
 }

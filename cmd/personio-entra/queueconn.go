@@ -17,7 +17,7 @@ import (
 // JetStream server under DATA_DIR when NATS_URL is empty, NATS_URL otherwise.
 func openQueue(ctx context.Context, cfg Config, logger *slog.Logger) (*queue.Queue, func(), error) {
 	return queue.OpenWith(ctx, queue.Connection{URL: cfg.NATSURL, Creds: cfg.NATSCreds, DataDir: cfg.DataDir},
-		queue.Config{Partitions: cfg.Partitions, Replicas: cfg.Replicas}, logger)
+		queue.Config{Partitions: cfg.Partitions, Replicas: cfg.Replicas, NotifyRetryBase: cfg.notifyRetryBase}, logger)
 }
 
 // serveMetrics serves /healthz, /readyz and /metrics on addr until ctx ends.

@@ -109,6 +109,9 @@ func (a *app) serve(ctx context.Context, r role) error {
 		wg.Go(func() { fail("listener", listen("webhooks", a.cfg.ListenAddr, a.listeners.web, router)) })
 	}
 	wg.Go(func() { fail("workers", a.q.RunWorkers(ctx, a.engine.Handle, a.engine.ResolveEmployment)) })
+	if a.engine.Notifies() {
+		wg.Go(func() { fail("notifications", a.q.RunNotifications(ctx, a.engine.HandleNotice)) })
+	}
 	if a.syncer != nil {
 		wg.Go(func() { a.syncer.RunEvery(ctx, a.cfg.SyncInterval) })
 	}

@@ -344,8 +344,9 @@ func TestNoSecretsInLogs(t *testing.T) {
 		"grant_type": {"client_credentials"}, "client_id": {s.entra.ClientID()}, "client_secret": {s.entra.ClientSecret()},
 		"scope": {"https://graph.microsoft.com/.default"}})
 	issued := []*regexp.Regexp{
-		regexp.MustCompile(`papi-[0-9a-f]{16,}`),      // Personio simulator tokens
-		regexp.MustCompile(`sim\.[A-Za-z0-9_-]{40,}`), // Entra simulator tokens
+		regexp.MustCompile(`papi-[0-9a-f]{16,}`), // Personio simulator tokens
+		// Entra simulator tokens are JWT-shaped, like Entra's.
+		regexp.MustCompile(`eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{40,}`),
 		regexp.MustCompile(`(?i)bearer [A-Za-z0-9._~+/-]{16,}`),
 	}
 	for _, tok := range append(personioTokens, entraToken) {

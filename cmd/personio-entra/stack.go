@@ -46,6 +46,10 @@ type stackOptions struct {
 	writeBack    bool          // PERSONIO_WRITE_BACK_EMAIL
 	writeBudget  int           // Entra simulator write budget (its default when 0)
 	writeWindow  time.Duration // and its window
+
+	// Notifications: NOTIFY_MAILBOX and the first retry delay.
+	notifyMailbox string
+	notifyRetry   time.Duration
 }
 
 // stack is a running local installation.
@@ -173,6 +177,7 @@ func startStack(ctx context.Context, o stackOptions) (*stack, error) {
 		RulesFile: rulesFile, ListenAddr: o.listen, AdminToken: s.adminToken, MetricsAddr: o.metrics,
 		SyncInterval: o.syncInterval, DryRun: o.dryRun, GuardMaxChanges: o.guardMax, GuardMaxPercent: 0, GuardWindow: time.Hour, GuardMinSource: 50,
 		LogFormat: "text", EntraLeaveDate: o.leaveDate, PersonioWriteEmail: o.writeBack,
+		NotifyMailbox: o.notifyMailbox, notifyRetryBase: o.notifyRetry,
 	}
 	if err := s.cfg.Validate(role{receiver: true, worker: true}); err != nil {
 		s.Close()

@@ -50,6 +50,9 @@ func (c *control) routes() http.Handler {
 			c.log.Error("control: dump Entra state", slog.Any("err", err))
 		}
 	})
+	mux.HandleFunc("GET /entra/outbox", func(w http.ResponseWriter, r *http.Request) {
+		reply(w, http.StatusOK, c.entra.Outbox()) // the mail sendMail accepted, passes included: a simulator's
+	})
 	mux.HandleFunc("GET /entra/requests", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, http.StatusOK, c.entra.Requests())
 	})

@@ -48,6 +48,7 @@ type Directory struct {
 	members map[string]map[string]bool // group id → user ids
 	writes  []Write
 	faults  map[string]error // method → error it fails with
+	auth    authState        // authentication methods and sent mail (authmethods.go)
 	// delta: every change in order (see delta.go)
 	changes      []change
 	seq          int

@@ -81,7 +81,8 @@ type Options struct {
 	Domain string
 	// Permissions are the application permissions granted to the app
 	// (the roles claim of its tokens, permissions.go); nil grants
-	// DefaultPermissions.
+	// DefaultPermissions. They gate the routes of deleted items, licences,
+	// authentication methods and sendMail.
 	Permissions []string
 	Logger      *slog.Logger
 }
@@ -207,6 +208,10 @@ type Server struct {
 	// lc: permissions, deleted items and licences (permissions.go,
 	// deleted.go, licenses.go)
 	lc lifecycleSim
+	// tap and outbox hold the authentication methods and the sent mail
+	// (tap.go, mail.go).
+	tap    tapState
+	outbox []SentMail
 }
 
 // New starts a simulator on 127.0.0.1 with a random port.
@@ -238,6 +243,7 @@ func New(opts Options) *Server {
 		counters: Counters{ByRoute: map[string]int{}},
 		rng:      mrand.New(mrand.NewPCG(1, 2)),
 	}
+	s.initAuthMethods()
 	ts := httptest.NewUnstartedServer(http.HandlerFunc(s.serveHTTP))
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

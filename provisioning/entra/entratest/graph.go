@@ -280,6 +280,8 @@ func (s *Server) dispatch(c *reqCtx, segs []string) int {
 		return s.listSubscribedSkus(c)
 	case n == 3 && segs[0] == "directory" && segs[1] == "deletedItems" && isUserCast(segs[2]) && m == http.MethodGet:
 		return s.listDeletedUsers(c)
+	case n >= 3 && segs[0] == "users" && (segs[2] == "authentication" || segs[2] == "sendMail"):
+		return s.dispatchDayOne(c, segs)
 	case n >= 1 && segs[0] == "users":
 		switch {
 		case n == 1 && m == http.MethodGet:

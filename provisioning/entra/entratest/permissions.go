@@ -1,7 +1,6 @@
 package entratest
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"slices"
@@ -23,6 +22,7 @@ import (
 var DefaultPermissions = []string{
 	"User.ReadWrite.All", "GroupMember.ReadWrite.All", "Group.Read.All", "User.RevokeSessions.All",
 	"User-LifeCycleInfo.ReadWrite.All", "LicenseAssignment.ReadWrite.All", "LicenseAssignment.Read.All",
+	PermAuthMethodReadWriteAll, PermMailSend,
 }
 
 // Documented permissions per operation, least privileged first.
@@ -68,14 +68,12 @@ func (s *Server) granted() []string {
 // Graph and the app read (aud, iss, tid, appid, roles, iat, nbf, exp,
 // idtyp) and a random signature (clients never validate a Graph token).
 func (s *Server) accessToken(roles []string, now time.Time) string {
-	enc := base64.RawURLEncoding
-	header, _ := json.Marshal(map[string]string{"typ": "JWT", "alg": "RS256", "kid": "simulator"})
 	claims, _ := json.Marshal(map[string]any{
 		"aud": "https://graph.microsoft.com", "iss": "https://sts.windows.net/" + s.opts.TenantID + "/",
 		"tid": s.opts.TenantID, "appid": s.opts.ClientID, "idtyp": "app", "roles": roles,
 		"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(tokenLifetime).Unix(),
 	})
-	return enc.EncodeToString(header) + "." + enc.EncodeToString(claims) + "." + strings.TrimPrefix(issueToken(), "sim.")
+	return issueToken(claims) // token.go
 }
 
 // tokenRoles reads the roles claim of a token this server issued.
@@ -91,6 +89,17 @@ func tokenRoles(tok string) []string {
 		return nil
 	}
 	return claims.Roles
+}
+
+// hasRole reports whether the request's token carries one of the
+// permissions; the caller writes the answer Graph gives for that route.
+func (c *reqCtx) hasRole(anyOf ...string) bool {
+	for _, r := range tokenRoles(c.token) {
+		if slices.ContainsFunc(anyOf, func(p string) bool { return strings.EqualFold(p, r) }) {
+			return true
+		}
+	}
+	return false
 }
 
 // authorize answers 403 Authorization_RequestDenied, as Graph does, unless

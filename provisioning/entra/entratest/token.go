@@ -152,12 +152,17 @@ func hasBasicSecret(r *http.Request) bool {
 	return ok && p != ""
 }
 
-func issueToken() string {
+// issueToken returns a JWT-shaped access token: an unsigned header, the
+// claims (the app roles in "roles", as in an app-only token for Graph:
+// https://learn.microsoft.com/en-us/entra/identity-platform/access-token-claims-reference)
+// and a random part that makes it unguessable.
+func issueToken(claims []byte) string {
 	var b [32]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		panic(err)
 	}
-	return "sim." + base64.RawURLEncoding.EncodeToString(b[:])
+	return base64.RawURLEncoding.EncodeToString([]byte(`{"typ":"JWT","alg":"none"}`)) + "." +
+		base64.RawURLEncoding.EncodeToString(claims) + "." + base64.RawURLEncoding.EncodeToString(b[:])
 }
 
 // validToken reports whether the bearer token was issued and has not
