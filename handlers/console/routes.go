@@ -39,7 +39,15 @@ func PublicRoute(method, pattern string) bool { return publicRoutes[method+" "+p
 
 func (c *Console) routes() chi.Router {
 	r := chi.NewRouter()
-	r.Use(securityHeaders)
+	r.Use(securityHeaders, func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == Prefix { // the cookies' path is /ui/
+				http.Redirect(w, r, Prefix+"/", http.StatusMovedPermanently)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	})
 	static, _ := fs.Sub(assets, "static")
 	r.Get("/static/*", http.StripPrefix(Prefix+"/static/", http.FileServerFS(static)).ServeHTTP)
 	r.Get("/signin", c.signInPage)
