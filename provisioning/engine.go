@@ -284,6 +284,7 @@ func (e *Engine) reconcile(ctx context.Context, personID, trigger string, m mode
 	}
 	now := e.cfg.Now()
 	log := e.log.With("person_id", personID, "trigger", trigger)
+	obs := observer(ctx) // nil unless Explain asked (explain.go)
 
 	emp, err := e.cfg.Source.GetEmployee(ctx, personID)
 	var d rules.Desired
@@ -312,6 +313,7 @@ func (e *Engine) reconcile(ctx context.Context, personID, trigger string, m mode
 		}
 	}
 	d.PersonID = personID
+	obs.sawEmployee(emp, deleted)
 
 	if d.Phase == rules.PhaseOutOfScope {
 		// Users outside scope are never touched.
@@ -328,6 +330,7 @@ func (e *Engine) reconcile(ctx context.Context, personID, trigger string, m mode
 	if err != nil {
 		return Result{}, err
 	}
+	obs.sawAccount(user)
 	var skipNotes []string
 	for _, sk := range skipped {
 		skipNotes = append(skipNotes, sk.note)
@@ -347,6 +350,7 @@ func (e *Engine) reconcile(ctx context.Context, personID, trigger string, m mode
 		if err != nil {
 			return Result{}, fmt.Errorf("reconcile %s: %w", personID, err)
 		}
+		obs.sawOwned(owned)
 		switch {
 		case !owned && deleted:
 			return e.unowned(ctx, now, trigger, d, *user, planOnly), nil
@@ -367,6 +371,7 @@ func (e *Engine) reconcile(ctx context.Context, personID, trigger string, m mode
 	if err != nil {
 		return Result{}, err
 	}
+	obs.sawGroups(actual.Groups)
 	groups, groupErrs := e.managedGroups(ctx)
 	opt := PlanOptions{ManagedGroups: groups, ManageManager: e.cfg.ManageManager}
 	plan := ComputePlan(d, actual, opt)
@@ -475,6 +480,11 @@ func (e *Engine) adopt(ctx context.Context, now time.Time, trigger string, d rul
 // keeps its access, groups and manager (the desired state of the employee
 // as of their start date), and the plan carries a warning.
 func (e *Engine) keepAccess(emp model.Employee, d rules.Desired, u User) rules.Desired {
+	return e.keepAccessWith(e.cfg.Rules, emp, d, u)
+}
+
+// keepAccessWith is keepAccess with other rules (the rules-change preview).
+func (e *Engine) keepAccessWith(r rules.Evaluator, emp model.Employee, d rules.Desired, u User) rules.Desired {
 	if !u.AccountEnabled || !strings.EqualFold(emp.Status, "active") || emp.StartDate.IsZero() ||
 		(d.Phase != rules.PhasePreHire && d.Phase != rules.PhaseNotYet) {
 		return d
@@ -482,7 +492,7 @@ func (e *Engine) keepAccess(emp model.Employee, d rules.Desired, u User) rules.D
 	// 14:00 UTC on the start date is within the start date in every zone
 	// from UTC-12 to UTC+14 or just after it.
 	at := emp.StartDate.Start(time.UTC).Add(14 * time.Hour)
-	alt, err := e.desired(emp, at)
+	alt, err := e.desiredWith(r, emp, at)
 	if err != nil || alt.Phase != rules.PhaseActive {
 		return d
 	}
@@ -496,8 +506,12 @@ func (e *Engine) keepAccess(emp model.Employee, d rules.Desired, u User) rules.D
 // deletedPerson is the desired state of a person Personio no longer knows:
 // a leaver now, with the configured leaver actions.
 func (e *Engine) deletedPerson(personID string) rules.Desired {
-	return rules.Desired{PersonID: personID, Phase: rules.PhaseLeaver, Reason: "person no longer exists in Personio",
+	d := rules.Desired{PersonID: personID, Phase: rules.PhaseLeaver, Reason: "person no longer exists in Personio",
 		Exists: true, RevokeSessions: e.cfg.OnDeleted.RevokeSessions, RemoveMembership: e.cfg.OnDeleted.RemoveMemberships}
+	if r, ok := e.cfg.Rules.(*rules.Rules); ok {
+		d = r.MarkDeleted(d) // its changes name lifecycle.leaver
+	}
+	return d
 }
 
 // checkRehire refuses to reactivate an account whose person left longer
@@ -517,7 +531,12 @@ func (e *Engine) checkRehire(u *User, d rules.Desired, now time.Time) error {
 
 // desired evaluates the rules and adds what the engine's own settings manage.
 func (e *Engine) desired(emp model.Employee, now time.Time) (rules.Desired, error) {
-	d, err := e.cfg.Rules.Evaluate(emp, now)
+	return e.desiredWith(e.cfg.Rules, emp, now)
+}
+
+// desiredWith is desired with other rules (the rules-change preview).
+func (e *Engine) desiredWith(r rules.Evaluator, emp model.Employee, now time.Time) (rules.Desired, error) {
+	d, err := r.Evaluate(emp, now)
 	if err != nil {
 		return d, fmt.Errorf("evaluate rules: %w", err)
 	}

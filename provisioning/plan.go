@@ -60,6 +60,18 @@ type Change struct {
 	UPNCandidates []string `json:"upn_candidates,omitempty"`
 	MailNickname  string   `json:"mail_nickname,omitempty"`
 	Enabled       bool     `json:"enabled,omitempty"`
+	// Rule is the rule that caused the change: the attribute's rule
+	// (update_user: the first changed property that has one), the group
+	// rule (add/remove_member), the lifecycle rule (enable, disable,
+	// revoke, delete, and remove_member for a leaver), the manager rule
+	// (set/remove_manager), the UPN candidate (create_user). Nil when no
+	// rule did (a person deleted in Personio without rules behind the
+	// engine, audit-only kinds).
+	Rule *rules.Origin `json:"rule,omitempty"`
+	// PropertyRules maps each property of an update_user to its rule
+	// (employeeLeaveDateTime, which the engine records, to the lifecycle
+	// rule of the phase).
+	PropertyRules map[string]*rules.Origin `json:"property_rules,omitempty"`
 }
 
 func (c Change) String() string {
@@ -164,17 +176,18 @@ func ComputePlan(d rules.Desired, a Actual, opt PlanOptions) Plan {
 			props[name] = ptr(v.Value)
 		}
 		p.Changes = append(p.Changes, Change{Kind: CreateUser, Properties: props,
-			UPNCandidates: d.UPNCandidates, MailNickname: d.MailNickname, Enabled: d.AccountEnabled})
+			UPNCandidates: d.UPNCandidates, MailNickname: d.MailNickname, Enabled: d.AccountEnabled, Rule: d.UPNOrigin()})
 		// Manager and groups follow in the same reconcile once the account
 		// exists (the engine re-plans after create).
 		return p
 	}
 
+	lifecycle := d.PhaseOrigin()
 	if d.Phase == rules.PhaseDeleted {
 		if u.AccountEnabled {
-			p.Changes = append(p.Changes, Change{Kind: DisableUser})
+			p.Changes = append(p.Changes, Change{Kind: DisableUser, Rule: lifecycle})
 		}
-		p.Changes = append(p.Changes, Change{Kind: DeleteUser})
+		p.Changes = append(p.Changes, Change{Kind: DeleteUser, Rule: lifecycle})
 		return p
 	}
 
@@ -191,25 +204,25 @@ func ComputePlan(d rules.Desired, a Actual, opt PlanOptions) Plan {
 		p.Changes = append(p.Changes, *ch)
 	}
 	if d.AccountEnabled && !u.AccountEnabled {
-		p.Changes = append(p.Changes, Change{Kind: EnableUser})
+		p.Changes = append(p.Changes, Change{Kind: EnableUser, Rule: lifecycle})
 	}
 	if !d.AccountEnabled && u.AccountEnabled {
-		p.Changes = append(p.Changes, Change{Kind: DisableUser})
+		p.Changes = append(p.Changes, Change{Kind: DisableUser, Rule: lifecycle})
 		if leaver && d.RevokeSessions {
-			p.Changes = append(p.Changes, Change{Kind: RevokeSessions})
+			p.Changes = append(p.Changes, Change{Kind: RevokeSessions, Rule: lifecycle})
 		}
 	}
 
 	if opt.ManageManager && !leaver {
 		switch {
 		case d.ManagerPersonID == "" && u.ManagerID != "":
-			p.Changes = append(p.Changes, Change{Kind: RemoveManager})
+			p.Changes = append(p.Changes, Change{Kind: RemoveManager, Rule: d.ManagerOrigin()})
 		case d.ManagerPersonID != "" && u.ManagerEmployeeID != d.ManagerPersonID:
 			if a.Manager == nil {
 				p.Notes = append(p.Notes, "manager (person "+d.ManagerPersonID+") has no account yet")
 				p.Wait = true
 			} else if a.Manager.ID != u.ManagerID {
-				p.Changes = append(p.Changes, Change{Kind: SetManager, Manager: a.Manager.ID, ManagerPersonID: d.ManagerPersonID})
+				p.Changes = append(p.Changes, Change{Kind: SetManager, Manager: a.Manager.ID, ManagerPersonID: d.ManagerPersonID, Rule: d.ManagerOrigin()})
 			}
 		}
 	}
@@ -228,9 +241,13 @@ func ComputePlan(d rules.Desired, a Actual, opt PlanOptions) Plan {
 			has := a.Groups[g.ID]
 			switch {
 			case want[g.Key] && !has:
-				p.Changes = append(p.Changes, Change{Kind: AddMember, Group: g.ID, GroupName: g.Key})
+				p.Changes = append(p.Changes, Change{Kind: AddMember, Group: g.ID, GroupName: g.Key, Rule: d.GroupOrigin(g.Key)})
 			case !want[g.Key] && has:
-				removes = append(removes, Change{Kind: RemoveMember, Group: g.ID, GroupName: g.Key})
+				rule := d.GroupOrigin(g.Key)
+				if leaver {
+					rule = lifecycle // lifecycle.leaver.remove_memberships
+				}
+				removes = append(removes, Change{Kind: RemoveMember, Group: g.ID, GroupName: g.Key, Rule: rule})
 			}
 		}
 		p.Changes = append(p.Changes, removes...)
@@ -266,7 +283,27 @@ func attributeChanges(d rules.Desired, u *User) *Change {
 	if len(props) == 0 {
 		return nil
 	}
-	return &Change{Kind: UpdateUser, Properties: props, Previous: prev}
+	c := &Change{Kind: UpdateUser, Properties: props, Previous: prev, PropertyRules: make(map[string]*rules.Origin, len(props))}
+	for _, name := range names {
+		if _, ok := props[name]; !ok {
+			continue
+		}
+		rule := d.AttributeOrigin(name)
+		if rule == nil && name == leaveDateProperty {
+			rule = d.PhaseOrigin()
+		}
+		if rule == nil {
+			continue
+		}
+		c.PropertyRules[name] = rule
+		if c.Rule == nil {
+			c.Rule = rule
+		}
+	}
+	if len(c.PropertyRules) == 0 {
+		c.PropertyRules = nil
+	}
+	return c
 }
 
 // sameValue compares a directory value with a desired one. Date-times are

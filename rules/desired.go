@@ -76,6 +76,13 @@ type Desired struct {
 	// out of Attributes, so the engine leaves them as they are; the
 	// warnings belong in the plan and the audit record.
 	Warnings []string `json:"warnings,omitempty"`
+
+	// Explain says which rule produced each value and decided each group
+	// (Rules.Explain, AddExplanation); nil from Evaluate, which only
+	// records where the values came from (see the *Origin methods).
+	Explain *Explanation `json:"explain,omitempty"`
+
+	src source // where the values came from (explain.go)
 }
 
 // Evaluator is the contract the engine relies on.

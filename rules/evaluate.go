@@ -82,7 +82,7 @@ func (r *Rules) Evaluate(e model.Employee, now time.Time) (Desired, error) {
 	if e.PersonID == "" {
 		return Desired{}, fmt.Errorf("rules: evaluate: employee has no person id")
 	}
-	d := Desired{PersonID: e.PersonID}
+	d := Desired{PersonID: e.PersonID, src: source{r: r, at: now, upn: -1}}
 	a := &activation{employee: hr.From(e), now: types.Timestamp{Time: now.In(r.loc)}}
 	fail := func(what string, err error) (Desired, error) {
 		return Desired{}, fmt.Errorf("rules: evaluate %s for person %s (%s): %w", what, e.PersonID, r.file, err)
@@ -94,7 +94,7 @@ func (r *Rules) Evaluate(e model.Employee, now time.Time) (Desired, error) {
 			return fail("scope.when", err)
 		}
 		if !in {
-			d.Phase, d.Reason = PhaseOutOfScope, "scope.when is false"
+			d.Phase, d.Reason, d.src.phase = PhaseOutOfScope, "scope.when is false", phaseByScope
 			return d, nil
 		}
 	}
@@ -124,7 +124,7 @@ func (r *Rules) Evaluate(e model.Employee, now time.Time) (Desired, error) {
 		d.Attributes[ar.property] = Value{Value: v, Policy: ar.policy}
 	}
 
-	d.UPNCandidates = r.upnCandidates(a, e, &d.Warnings)
+	d.UPNCandidates, d.src.upn = r.upnCandidates(a, e, &d.Warnings)
 	if r.mailNick != nil {
 		s, err := r.mailNick.evalString(a)
 		if err != nil {
@@ -197,25 +197,25 @@ func (r *Rules) phase(d *Desired, e model.Employee, now time.Time) {
 
 	switch {
 	case !deleteAt.IsZero() && !now.Before(deleteAt):
-		d.Phase = PhaseDeleted
+		d.Phase, d.src.phase = PhaseDeleted, phaseByDelete
 		d.Reason = fmt.Sprintf("left at the end of %s; deletion was due %d days later, at %s", leaveDay, lc.DeleteAfterDays, deleteAt.Format(time.RFC3339))
 	case !leaveAt.IsZero() && !now.Before(leaveAt):
-		d.Phase = PhaseLeaver
+		d.Phase, d.src.phase = PhaseLeaver, phaseByLeaveDay
 		d.Reason = fmt.Sprintf("access ended at the end of %s (%s)", leaveDay, leaveAt.Format(time.RFC3339))
 	case leaveAt.IsZero() && status == statusInactive:
-		d.Phase = PhaseLeaver
+		d.Phase, d.src.phase = PhaseLeaver, phaseByInactive
 		d.Reason = "status INACTIVE without a last working day or termination date: leaver now"
 	case status == statusOnboarding && startAt.IsZero():
-		d.Phase = PhaseNotYet
+		d.Phase, d.src.phase = PhaseNotYet, phaseByOnboard
 		d.Reason = "status ONBOARDING without a start date: waiting for one in Personio"
 	case !startAt.IsZero() && now.Before(createAt):
-		d.Phase = PhaseNotYet
+		d.Phase, d.src.phase = PhaseNotYet, phaseByCreate
 		d.Reason = fmt.Sprintf("starts on %s; the account is created from %s (%d days before)", e.StartDate, createAt.Format(time.RFC3339), lc.CreateDaysBeforeStart)
 	case !startAt.IsZero() && now.Before(startAt):
-		d.Phase = PhasePreHire
+		d.Phase, d.src.phase = PhasePreHire, phaseByPreHire
 		d.Reason = fmt.Sprintf("starts on %s (%s)", e.StartDate, startAt.Format(time.RFC3339))
 	default:
-		d.Phase = PhaseActive
+		d.Phase, d.src.phase = PhaseActive, phaseByActive
 		d.Reason = "employed"
 		if !startAt.IsZero() {
 			d.Reason = fmt.Sprintf("employed since %s", e.StartDate)
@@ -235,7 +235,7 @@ func (r *Rules) phase(d *Desired, e model.Employee, now time.Time) {
 	case PhaseActive:
 		d.Exists, d.AccountEnabled = true, true
 		if status == statusLeave && lc.LeaveOfAbsence.Disable {
-			d.AccountEnabled = false
+			d.AccountEnabled, d.src.phase = false, phaseByAbsence
 			d.Reason += "; on leave of absence (status LEAVE): disabled by lifecycle.leave_of_absence"
 		}
 	case PhaseLeaver:
@@ -360,7 +360,8 @@ func truncateUTF16(s string, n int) string {
 
 // upnCandidates builds the ordered, de-duplicated, valid user principal
 // names for the employee.
-func (r *Rules) upnCandidates(a *activation, e model.Employee, warnings *[]string) []string {
+// first is the index of the candidate that gave out[0] (-1 when none did).
+func (r *Rules) upnCandidates(a *activation, e model.Employee, warnings *[]string) (out []string, first int16) {
 	parts := nameParts{
 		first: namePart(e.FirstName, r.translit),
 		last:  namePart(e.LastName, r.translit),
@@ -371,7 +372,9 @@ func (r *Rules) upnCandidates(a *activation, e model.Employee, warnings *[]strin
 		parts.preferred = parts.first
 	}
 	var locals []string
-	out := make([]string, 0, 12)
+	out = make([]string, 0, 12)
+	first = -1
+	from := int16(0)
 	add := func(upn string) {
 		// A local part of punctuation alone ("'" or "_") is valid but
 		// leaves no mail nickname: skip it.
@@ -383,9 +386,13 @@ func (r *Rules) upnCandidates(a *activation, e model.Employee, warnings *[]strin
 				return
 			}
 		}
+		if len(out) == 0 {
+			first = from
+		}
 		out = append(out, upn)
 	}
 	for i, c := range r.candidates {
+		from = int16(i)
 		if c.tmpl != nil {
 			locals = c.tmpl.expand(locals[:0], parts)
 			for _, l := range locals {
@@ -415,7 +422,7 @@ func (r *Rules) upnCandidates(a *activation, e model.Employee, warnings *[]strin
 	if len(out) == 0 {
 		*warnings = append(*warnings, "no valid user principal name could be built from the name; add a candidate such as \"{id}\" or an {expr: ...}")
 	}
-	return out
+	return out, first
 }
 
 func hasAlnum(s string) bool {

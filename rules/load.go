@@ -129,6 +129,7 @@ func (l *loader) load(data []byte) {
 	l.lifecyclePolicy(fields["lifecycle"])
 	l.matching(fields["matching"])
 	l.crossChecks(root)
+	l.r.origins = buildOrigins(l.file, root, l.r)
 }
 
 // mapping checks that n is a mapping with only allowed, unique keys and

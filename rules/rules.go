@@ -30,6 +30,7 @@ type Rules struct {
 	scope      *expr // nil: everyone is in scope
 	lifecycle  Lifecycle
 	match      []MatchKey
+	origins    *origins // where each rule is written (explain.go)
 }
 
 // expr is one compiled CEL expression and where it is written.
