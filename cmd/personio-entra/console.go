@@ -17,6 +17,7 @@ import (
 	"github.com/personio-entra/personio-entra/provisioning/model"
 	"github.com/personio-entra/personio-entra/provisioning/state"
 	"github.com/personio-entra/personio-entra/queue"
+	"github.com/personio-entra/personio-entra/rules"
 )
 
 // newConsole builds the web console for the app (nil without ADMIN_TOKEN or
@@ -192,38 +193,20 @@ func (b *consoleBackend) audit(ctx context.Context, personID string) ([]provisio
 }
 
 func (b *consoleBackend) Person(ctx context.Context, personID string) (console.Person, error) {
-	emp, err := b.a.source.GetEmployee(ctx, personID)
+	x, err := b.a.engine.Explain(ctx, personID)
 	if err != nil {
 		return console.Person{}, personError(personID, err)
 	}
-	p := console.Person{Employee: emp}
-	if p.Plan, err = b.a.engine.PlanFor(ctx, personID); err != nil {
-		return console.Person{}, personError(personID, err)
-	}
-	if p.Plan.UserID != "" {
-		u, err := b.a.dir.GetUser(ctx, p.Plan.UserID)
-		if err != nil {
-			return console.Person{}, adminError(err)
-		}
-		p.Account = &u
-		ids, err := b.a.dir.ListUserGroups(ctx, u.ID)
-		if err != nil {
-			return console.Person{}, adminError(err)
-		}
-		refs, err := b.a.engine.ResolveGroups(ctx)
-		if err != nil {
-			return console.Person{}, adminError(err)
-		}
-		for _, g := range refs {
-			if slices.Contains(ids, g.ID) {
-				p.Groups = append(p.Groups, g.Key)
-			}
-		}
-	}
+	p := console.Person{Explained: x}
 	if p.Audit, err = b.audit(ctx, personID); err != nil {
 		return console.Person{}, adminError(err)
 	}
 	return p, nil
+}
+
+func (b *consoleBackend) PreviewRules(ctx context.Context, candidate *rules.Rules) (provisioning.RulesPreview, error) {
+	pv, err := provisioning.PreviewRules(ctx, b.a.engine, candidate)
+	return pv, adminError(err)
 }
 
 // ---- the outcome of the last syncs

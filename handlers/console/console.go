@@ -57,6 +57,7 @@ type Backend interface {
 	Enqueue(ctx context.Context, personID string) error
 	// Preview plans the person now without writing anything.
 	Preview(ctx context.Context, personID string) (provisioning.Plan, error)
+	RulesPreviewer
 }
 
 // DeadLetter is one failed piece of work (the queue's dead-letter record).

@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"fmt"
 	"html/template"
+	"path/filepath"
 	"net/http"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/personio-entra/personio-entra/rules"
 )
 
 // pageData is what the layout gets; Data is the page's own.
@@ -107,6 +110,22 @@ var funcs = template.FuncMap{
 		return keys
 	},
 	"inc": func(i int) int { return i + 1 },
+	// origin renders where a rule is written and what it says
+	// ("rules.yaml:14:5 attributes.jobTitle: employee.position").
+	"origin": func(o any) string {
+		switch o := o.(type) {
+		case rules.Origin:
+			o.File = filepath.Base(o.File)
+			return o.String()
+		case *rules.Origin:
+			if o != nil {
+				c := *o
+				c.File = filepath.Base(c.File)
+				return c.String()
+			}
+		}
+		return ""
+	},
 }
 
 func roundDur(d time.Duration) string {
