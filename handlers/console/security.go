@@ -141,6 +141,7 @@ func onLoopbackListener(r *http.Request) bool {
 // safeNext keeps a post-sign-in redirect inside the console.
 func safeNext(next string) string {
 	if !strings.HasPrefix(next, Prefix+"/") || strings.HasPrefix(next, "//") || strings.ContainsAny(next, "\\\r\n") ||
+		strings.Contains(next, "/../") || strings.Contains(next, "/./") || strings.HasSuffix(next, "/..") ||
 		strings.HasPrefix(next, Prefix+"/signin") || strings.HasPrefix(next, Prefix+"/static/") {
 		return Prefix + "/"
 	}
