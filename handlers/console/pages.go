@@ -61,11 +61,19 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request) {
 
 // ---- approvals
 
-// heldRow is one person in a held change set: what would be taken away.
+// heldRow is one person in a held change set: what would be taken away,
+// and (on the confirmation page) why: the plan now, whose destructive
+// changes name their rules.
 type heldRow struct {
 	PersonID string
 	Summary  string
+	Plan     *provisioning.Plan
+	PlanErr  string
 }
+
+// maxExplainedHeld bounds the people whose plan the confirmation page reads
+// (each is a Personio and a Graph read); the summary lists everyone.
+const maxExplainedHeld = 50
 
 type approvalView struct {
 	provisioning.Approval
@@ -127,11 +135,34 @@ func (c *Console) findApproval(w http.ResponseWriter, r *http.Request) (provisio
 	return aps[i], true
 }
 
-// approval is the confirmation step: who loses what, and the button.
+// approval is the confirmation step: who loses what and why, and the button.
 func (c *Console) approval(w http.ResponseWriter, r *http.Request) {
-	if ap, ok := c.findApproval(w, r); ok {
-		c.render(w, r, http.StatusOK, "approval", "Approve "+ap.ID, viewApproval(ap))
+	ap, ok := c.findApproval(w, r)
+	if !ok {
+		return
 	}
+	v := viewApproval(ap)
+	if !ap.Released {
+		for i := range v.Rows {
+			if i == maxExplainedHeld {
+				break
+			}
+			p, err := c.cfg.Backend.Preview(r.Context(), v.Rows[i].PersonID)
+			if err != nil {
+				v.Rows[i].PlanErr = err.Error()
+				continue
+			}
+			keep := p.Changes[:0:0]
+			for _, ch := range p.Changes {
+				if ch.Kind.Destructive() {
+					keep = append(keep, ch)
+				}
+			}
+			p.Changes = keep
+			v.Rows[i].Plan = &p
+		}
+	}
+	c.render(w, r, http.StatusOK, "approval", "Approve "+ap.ID, v)
 }
 
 func (c *Console) approve(w http.ResponseWriter, r *http.Request) {

@@ -109,7 +109,8 @@ var funcs = template.FuncMap{
 		slices.Sort(keys)
 		return keys
 	},
-	"inc": func(i int) int { return i + 1 },
+	"inc":  func(i int) int { return i + 1 },
+	"base": filepath.Base,
 	// origin renders where a rule is written and what it says
 	// ("rules.yaml:14:5 attributes.jobTitle: employee.position").
 	"origin": func(o any) string {
