@@ -6,6 +6,8 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"regexp"
@@ -29,7 +31,31 @@ type AdminBackend interface {
 	DeadLetters(ctx context.Context) (any, error)
 	Redrive(ctx context.Context, seq uint64) error
 	PurgeDeadLetter(ctx context.Context, seq uint64) error
+	// Explain is everything a person page shows, with the rule behind
+	// every value (provisioning.Explained); nothing is applied.
+	Explain(ctx context.Context, personID string) (any, error)
+	// PreviewRules evaluates candidate rules (YAML; name is used in the
+	// problems' file:line:col) for everyone and compares them with the
+	// current ones (provisioning.RulesPreview). Invalid rules are an
+	// *InvalidInput listing the problems.
+	PreviewRules(ctx context.Context, name string, rulesYAML []byte) (any, error)
 }
+
+// InvalidInput is returned by a backend when the request's input is
+// invalid: the API answers 400 with the message and the problems (each with
+// its file:line:col for rules).
+type InvalidInput struct {
+	Message  string
+	Problems any
+}
+
+func (e *InvalidInput) Error() string { return e.Message }
+
+// maxPreviewBody bounds the candidate rules a preview accepts; the example
+// rules are about 10 KiB.
+const maxPreviewBody = 1 << 20
+
+var previewName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 
 // Errors a backend returns (wrapped) to choose the status: ErrNotFound →
 // 404, ErrUnavailable → 503 with Retry-After (Personio, Graph or NATS could
@@ -96,6 +122,10 @@ func Admin(token string, b AdminBackend, log *slog.Logger) http.Handler {
 		return id, true
 	}
 	reply := func(w http.ResponseWriter, v any, err error) {
+		if bad := (*InvalidInput)(nil); errors.As(err, &bad) {
+			writeAdminJSON(w, http.StatusBadRequest, map[string]any{"error": bad.Message, "problems": bad.Problems})
+			return
+		}
 		if err != nil {
 			status := http.StatusInternalServerError
 			switch {
@@ -120,9 +150,46 @@ func Admin(token string, b AdminBackend, log *slog.Logger) http.Handler {
 	}))
 	r.Get("/plan/{id}", withTimeout(time.Minute, func(w http.ResponseWriter, req *http.Request, ctx context.Context) {
 		if id, ok := person(w, req); ok {
-			v, err := b.Plan(ctx, id)
+			var v any
+			var err error
+			if explain, _ := strconv.ParseBool(req.URL.Query().Get("explain")); explain {
+				v, err = b.Explain(ctx, id)
+			} else {
+				v, err = b.Plan(ctx, id)
+			}
 			reply(w, v, err)
 		}
+	}))
+	r.Get("/explain/{id}", withTimeout(time.Minute, func(w http.ResponseWriter, req *http.Request, ctx context.Context) {
+		if id, ok := person(w, req); ok {
+			v, err := b.Explain(ctx, id)
+			reply(w, v, err)
+		}
+	}))
+	r.Post("/preview", withTimeout(10*time.Minute, func(w http.ResponseWriter, req *http.Request, ctx context.Context) {
+		name := req.URL.Query().Get("name")
+		if name == "" {
+			name = "candidate.yaml"
+		}
+		if !previewName.MatchString(name) {
+			writeAdminError(w, http.StatusBadRequest, "name must be 1-64 letters, digits, '.', '-' or '_'")
+			return
+		}
+		body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, maxPreviewBody))
+		if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
+			writeAdminError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("the candidate rules are larger than %d bytes", maxPreviewBody))
+			return
+		}
+		if err != nil {
+			writeAdminError(w, http.StatusBadRequest, "read the candidate rules: "+err.Error())
+			return
+		}
+		if len(strings.TrimSpace(string(body))) == 0 {
+			writeAdminError(w, http.StatusBadRequest, "send the candidate rules file (YAML) as the request body")
+			return
+		}
+		v, err := b.PreviewRules(ctx, name, body)
+		reply(w, v, err)
 	}))
 	r.Post("/sync/{id}", withTimeout(10*time.Second, func(w http.ResponseWriter, req *http.Request, ctx context.Context) {
 		if id, ok := person(w, req); ok {

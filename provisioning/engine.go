@@ -342,7 +342,9 @@ func (e *Engine) reconcile(ctx context.Context, personID, trigger string, m mode
 	}
 	if user != nil && e.isProtected(*user) {
 		p := Plan{PersonID: personID, Phase: d.Phase, Reason: "account is protected", UserID: user.ID, UPN: user.UserPrincipalName, Desired: d, Notes: skipNotes}
-		e.audit(ctx, auditRecord(now, trigger, p, Change{Kind: NoChange}, ResultSkipped, "protected account", nil, e.cfg.DryRun))
+		if !planOnly {
+			e.audit(ctx, auditRecord(now, trigger, p, Change{Kind: NoChange}, ResultSkipped, "protected account", nil, e.cfg.DryRun))
+		}
 		return Result{Plan: p}, nil
 	}
 	if user != nil {

@@ -118,6 +118,10 @@ func (o *observation) sawGroups(groups map[string]bool) {
 	}
 }
 
+// leaveDateOrigin explains employeeLeaveDateTime, which the configuration
+// (ENTRA_RECORD_LEAVE_DATE), not the rules, asks for.
+var leaveDateOrigin = rules.Origin{Rule: "ENTRA_RECORD_LEAVE_DATE", Expr: "the end of the last working day (else the termination date) in the rules' time zone"}
+
 // Explain answers "why does this person have what they have": it runs the
 // engine's plan-only reconcile (the same path as PlanFor: nothing is
 // applied, audited, scheduled or adopted) and returns what it read and
@@ -130,6 +134,10 @@ func (e *Engine) Explain(ctx context.Context, personID string) (Explained, error
 	}
 	x := Explained{PersonID: personID, Employee: obs.employee, Desired: res.Plan.Desired, Plan: res.Plan, Groups: []string{}}
 	x.Desired.AddExplanation(obs.employee)
+	if _, ok := x.Desired.Attributes[leaveDateProperty]; ok && x.Desired.Explain != nil {
+		// The engine records the leave date itself (ENTRA_RECORD_LEAVE_DATE).
+		x.Desired.Explain.Attributes[leaveDateProperty] = leaveDateOrigin
+	}
 
 	// An out-of-scope person's reconcile stops before matching: match here
 	// (reads only) so the page still shows the account.

@@ -66,6 +66,9 @@ type PersonDiff struct {
 	// personio-entra owns it (only owned accounts lose access).
 	Account string `json:"account,omitempty"`
 	Owned   bool   `json:"owned,omitempty"`
+	// Protected: the account is in PROTECTED_ACCOUNTS and never changed,
+	// so only the rules are compared, not the account.
+	Protected bool `json:"protected,omitempty"`
 
 	PhaseBefore rules.Phase `json:"phase_before"`
 	PhaseAfter  rules.Phase `json:"phase_after"`
@@ -305,12 +308,18 @@ func PreviewRules(ctx context.Context, e *Engine, candidate *rules.Rules) (Rules
 		if err0 != nil {
 			pv.Notes = append(pv.Notes, fmt.Sprintf("person %s: the current rules cannot be evaluated: %v", personID, err0))
 		}
+		// Against Entra only where the reconcile would act: one account,
+		// not protected.
 		var u *User
+		planned := true
 		switch us := byEmp[personID]; {
-		case len(us) == 1 && !e.isProtected(*us[0]):
+		case len(us) == 1 && e.isProtected(*us[0]):
+			pd.Account, pd.Protected, planned = us[0].UserPrincipalName, true, false
+		case len(us) == 1:
 			u = us[0]
 		case len(us) > 1:
-			pv.Notes = append(pv.Notes, fmt.Sprintf("person %s: %d accounts carry this employeeId; compared without an account", personID, len(us)))
+			planned = false
+			pv.Notes = append(pv.Notes, fmt.Sprintf("person %s: %d accounts carry this employeeId (the workers stop with an error); compared by the rules only", personID, len(us)))
 		}
 		if u != nil {
 			pd.Account, pd.Owned = u.UserPrincipalName, owned[u.ID]
@@ -319,8 +328,11 @@ func PreviewRules(ctx context.Context, e *Engine, candidate *rules.Rules) (Rules
 				d1 = e.keepAccessWith(cand.ev, *emp, d1, *u)
 			}
 		}
-		p0, p1 := previewPlan(d0, u, memberOf, byEmp, cur.opt), previewPlan(d1, u, memberOf, byEmp, cand.opt)
-		diffPerson(&pd, d0, d1, u, p0, p1, cur.keys, cand.keys)
+		var p0, p1 Plan
+		if planned {
+			p0, p1 = previewPlan(d0, u, memberOf, byEmp, cur.opt), previewPlan(d1, u, memberOf, byEmp, cand.opt)
+		}
+		diffPerson(&pd, d0, d1, planned && u == nil, p0, p1, cur.keys, cand.keys)
 		if u != nil && pd.Owned && p1.Destructive() > 0 {
 			for _, c := range p1.Changes {
 				if c.Kind.Destructive() {
@@ -410,8 +422,9 @@ func maintained(d rules.Desired) bool {
 }
 
 // diffPerson fills pd with the differences between the two desired states
-// (and their plans against the account u).
-func diffPerson(pd *PersonDiff, d0, d1 rules.Desired, u *User, p0, p1 Plan, curKeys, candKeys map[string]bool) {
+// and their plans against the account (empty plans: not compared with it).
+// noAccount says the person has no account (their UPN candidates matter).
+func diffPerson(pd *PersonDiff, d0, d1 rules.Desired, noAccount bool, p0, p1 Plan, curKeys, candKeys map[string]bool) {
 	pd.PhaseBefore, pd.PhaseAfter = d0.Phase, d1.Phase
 	switch {
 	case d1.Phase == rules.PhaseOutOfScope && d0.Phase != rules.PhaseOutOfScope:
@@ -472,7 +485,7 @@ func diffPerson(pd *PersonDiff, d0, d1 rules.Desired, u *User, p0, p1 Plan, curK
 				ad.Note = "newly mapped"
 			case v0.Policy != v1.Policy:
 				ad.Note = fmt.Sprintf("policy %s → %s", v0.Policy, v1.Policy)
-			case v1.Policy == rules.OnCreate && u != nil:
+			case v1.Policy == rules.OnCreate && !noAccount:
 				ad.Note = "policy on_create: the existing account keeps its value"
 			}
 			pd.Attributes = append(pd.Attributes, ad)
@@ -481,7 +494,7 @@ func diffPerson(pd *PersonDiff, d0, d1 rules.Desired, u *User, p0, p1 Plan, curK
 			pd.Manager = &ValueDiff{Before: d0.ManagerPersonID, After: d1.ManagerPersonID}
 		}
 	}
-	if u == nil && d1.Exists && maintained(d1) && (!slices.Equal(d0.UPNCandidates, d1.UPNCandidates) || d0.MailNickname != d1.MailNickname) {
+	if noAccount && d1.Exists && maintained(d1) && (!slices.Equal(d0.UPNCandidates, d1.UPNCandidates) || d0.MailNickname != d1.MailNickname) {
 		pd.UPN = &UPNDiff{Before: d0.UPNCandidates, After: d1.UPNCandidates, MailNicknameBefore: d0.MailNickname, MailNicknameAfter: d1.MailNickname}
 	}
 }
@@ -521,6 +534,9 @@ func (pv *RulesPreview) total(current, candidate []string, problems map[string]s
 		group(k).Added = !slices.Contains(current, k)
 	}
 	for _, pd := range pv.People {
+		if pd.Error != "" {
+			continue // counted in Errors
+		}
 		t.GroupsGained += len(pd.GroupsGained)
 		t.GroupsLost += len(pd.GroupsLost)
 		t.GroupsUnmanaged += len(pd.GroupsUnmanaged)

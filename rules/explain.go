@@ -36,16 +36,19 @@ type Origin struct {
 }
 
 // String renders "rules.yaml:14:5 attributes.jobTitle: employee.position"
-// ("rules.yaml (default) lifecycle.leaver: ..." for a default).
+// ("rules.yaml (default) lifecycle.leaver: ..." for a default; an origin
+// without a file is a setting of the configuration, such as
+// ENTRA_RECORD_LEAVE_DATE, rendered as its rule alone).
 func (o Origin) String() string {
 	var b strings.Builder
-	b.WriteString(o.File)
-	if o.Line > 0 {
-		b.WriteString(":" + strconv.Itoa(o.Line) + ":" + strconv.Itoa(o.Col))
-	} else {
-		b.WriteString(" (default)")
+	switch {
+	case o.File == "":
+		b.WriteString(o.Rule)
+	case o.Line > 0:
+		b.WriteString(o.File + ":" + strconv.Itoa(o.Line) + ":" + strconv.Itoa(o.Col) + " " + o.Rule)
+	default:
+		b.WriteString(o.File + " (default) " + o.Rule)
 	}
-	b.WriteString(" " + o.Rule)
 	if o.Expr != "" {
 		b.WriteString(": " + oneLine(o.Expr))
 	}
@@ -199,7 +202,7 @@ func buildOrigins(file string, root *yaml.Node, r *Rules) *origins {
 	case r.manager.expr != nil:
 		o.manager = fromExpr(r.manager.expr, "manager")
 	case r.manager.fromSupervisor && v != nil:
-		o.manager = at(v, "manager", "true: the supervisor in Personio")
+		o.manager = at(v, "manager", "true (the supervisor in Personio)")
 	case r.manager.fromSupervisor:
 		o.manager = at(k, "manager", "the supervisor in Personio")
 	}
@@ -378,6 +381,9 @@ func (d *Desired) AddExplanation(e *model.Employee) {
 			gd.Why = "no Personio record to evaluate the condition with"
 		default:
 			gd.FalseCondition, gd.Why = o.falsePart(r, g.when, a)
+		}
+		if d.Phase == PhaseLeaver && !d.RemoveMembership {
+			gd.Why = "leaver: lifecycle.leaver.remove_memberships is false, so the membership is left as it is"
 		}
 		x.Groups = append(x.Groups, gd)
 	}

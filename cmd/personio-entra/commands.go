@@ -7,17 +7,19 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/personio-entra/personio-entra/provisioning"
+	"github.com/personio-entra/personio-entra/queue"
 	"github.com/personio-entra/personio-entra/rules"
 )
 
 func init() {
-	register("plan", command{summary: "dry run: the desired state and the changes for one employee (--employee ID) or everyone (--all)", run: runPlan})
-	register("check", command{summary: "validate configuration and rules, and test access to Personio and Entra", run: runCheck})
+	register("plan", command{summary: "dry run: the desired state and the changes for one employee (--employee ID [--explain]) or everyone (--all), or what candidate rules would change (--all --rules NEW.yaml)", run: runPlan})
+	register("check", command{summary: "validate configuration and rules, and test access to Personio and Entra (--rules NEW.yaml: then preview them)", run: runCheck})
 	register("sync", command{summary: "reconcile one employee (--employee ID) or everyone (--all) now, through the queue", run: runSync})
 	register("audit", command{summary: "show the audit log (--employee ID, --limit N, --json)", run: runAudit})
 	register("approve", command{summary: "list (--list) or approve (ID) change sets the safeguard held back", run: runApprove})
@@ -100,35 +102,100 @@ func runPlan(ctx context.Context, env *environment, args []string) error {
 	id := fs.String("employee", "", "Personio person id")
 	all := fs.Bool("all", false, "plan everyone (bulk reads, no writes)")
 	asJSON := fs.Bool("json", false, "print JSON")
+	explain := fs.Bool("explain", false, "with --employee: the rule behind every value, group and change")
+	candidatePath := fs.String("rules", "", "with --all: preview these candidate rules against the current ones (applies nothing)")
 	if _, err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
 	if (*id == "") == !*all {
 		return usageError{"give exactly one of --employee ID or --all"}
 	}
+	if *explain && *id == "" {
+		return usageError{"--explain needs --employee ID"}
+	}
+	if *candidatePath != "" && !*all {
+		return usageError{"--rules previews a rules change for everyone: use it with --all"}
+	}
+	var candidate *rules.Rules
+	if *candidatePath != "" {
+		// Validated before anything else: every problem with file:line:col.
+		r, err := loadCandidate(*candidatePath)
+		if err != nil {
+			return err
+		}
+		candidate = r
+	}
 	cfg, err := loadFor(env, role{worker: true})
 	if err != nil {
 		return err
 	}
-	a, err := newApp(ctx, cfg, newLogger(cfg, env.stderr), nil, appOptions{})
+	return plan(ctx, cfg, planRequest{personID: *id, explain: *explain, json: *asJSON, candidate: candidate},
+		nil, appOptions{}, newLogger(cfg, env.stderr), env.stdout)
+}
+
+// planRequest is what `plan` was asked: one person (personID, optionally
+// explained), everyone (personID ""), or a rules preview (candidate).
+type planRequest struct {
+	personID  string
+	explain   bool
+	json      bool
+	candidate *rules.Rules
+}
+
+// plan prints the plan, the explanation or the rules preview; it applies
+// nothing. The explanation and the preview read the state bucket
+// (ownership, the safeguard's window) through the queue: q, or the one the
+// configuration names when q is nil.
+func plan(ctx context.Context, cfg Config, req planRequest, q *queue.Queue, opts appOptions, log *slog.Logger, stdout io.Writer) error {
+	if q == nil && (req.explain || req.candidate != nil) {
+		opened, closeQ, err := openQueue(ctx, cfg, log)
+		if err != nil {
+			return err
+		}
+		defer closeQ()
+		q = opened
+	}
+	a, err := newApp(ctx, cfg, log, q, opts)
 	if err != nil {
 		return err
 	}
+	switch {
+	case req.candidate != nil:
+		pv, err := provisioning.PreviewRules(ctx, a.engine, req.candidate)
+		if err != nil {
+			return err
+		}
+		if req.json {
+			return writeJSON(stdout, pv)
+		}
+		printPreview(stdout, pv)
+		return nil
+	case req.explain:
+		x, err := a.engine.Explain(ctx, req.personID)
+		if err != nil {
+			return err
+		}
+		if req.json {
+			return writeJSON(stdout, x)
+		}
+		printExplained(stdout, x)
+		return nil
+	}
 	var plans []provisioning.Plan
-	if *all {
+	if req.personID == "" {
 		plans, err = a.engine.Drift(ctx, nil)
 	} else {
 		var p provisioning.Plan
-		p, err = a.engine.PlanFor(ctx, *id)
+		p, err = a.engine.PlanFor(ctx, req.personID)
 		plans = []provisioning.Plan{p}
 	}
 	if err != nil {
 		return err
 	}
-	if *asJSON {
-		return writeJSON(env.stdout, plans)
+	if req.json {
+		return writeJSON(stdout, plans)
 	}
-	printPlans(env.stdout, plans, *all)
+	printPlans(stdout, plans, req.personID == "")
 	return nil
 }
 
@@ -172,6 +239,7 @@ func printPlans(w io.Writer, plans []provisioning.Plan, all bool) {
 func runCheck(ctx context.Context, env *environment, args []string) error {
 	fs := newFlags("check", env)
 	offline := fs.Bool("offline", false, "check configuration and rules only, without calling Personio or Entra")
+	candidate := fs.String("rules", "", "candidate rules: check them too and preview what they would change (not with --offline: checked only)")
 	if _, err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
@@ -179,6 +247,9 @@ func runCheck(ctx context.Context, env *environment, args []string) error {
 	cfg, err := loadConfig(env.getenv)
 	if err != nil {
 		problems = append(problems, strings.Split(err.Error(), "\n")...)
+	}
+	if *candidate != "" {
+		return checkAndPreview(ctx, cfg, problems, *candidate, *offline, nil, appOptions{}, env.stdout)
 	}
 	return check(ctx, cfg, problems, *offline, appOptions{}, env.stdout)
 }
