@@ -79,7 +79,7 @@ func (b *fakeBackend) Search(_ context.Context, q string, _ int) ([]PersonMatch,
 }
 func (b *fakeBackend) Person(_ context.Context, id string) (Person, error) {
 	if id != "1001" {
-		return Person{}, fmt.Errorf("person %s: %w", id, handlers.ErrNotFound)
+		return Person{Explained: provisioning.Explained{PersonID: id}}, nil
 	}
 	emp := model.Employee{PersonID: id, FirstName: "Ada", LastName: "Lovelace"}
 	return Person{Explained: provisioning.Explained{PersonID: id, Employee: &emp,
@@ -451,6 +451,9 @@ func TestConsoleOneTimeSignInLink(t *testing.T) {
 	if resp := h.do(req); resp.StatusCode != http.StatusForbidden || cookieNamed(resp, sessionCookie) != nil {
 		t.Fatalf("non-loopback listener: %d", resp.StatusCode)
 	}
+	if resp := h.get(link, nil); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("the link refused on a non-loopback listener does not work on loopback afterwards: %d", resp.StatusCode)
+	}
 	if resp := h.get("/ui/signin/link?code=", nil); resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("empty code: %d", resp.StatusCode)
 	}
@@ -478,6 +481,21 @@ func TestConsoleSecurityHeaders(t *testing.T) {
 		if !strings.HasPrefix(path, "/ui/static/") && hd.Get("Cache-Control") != "no-store" {
 			t.Errorf("%s: Cache-Control %q, want no-store", path, hd.Get("Cache-Control"))
 		}
+	}
+}
+
+// A person id nobody knows is a 404, not an empty person page.
+func TestConsoleUnknownPersonIsNotFound(t *testing.T) {
+	h := newHarness(t, nil)
+	sess, _, _ := h.signIn(false)
+	if resp := h.get("/ui/people/4242", sess); resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("unknown person: %d", resp.StatusCode)
+	}
+	if resp := h.get("/ui/people/1001", sess); resp.StatusCode != http.StatusOK {
+		t.Fatalf("known person: %d", resp.StatusCode)
+	}
+	if resp := h.get("/ui/people/bad%20id", sess); resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("invalid person id: %d", resp.StatusCode)
 	}
 }
 

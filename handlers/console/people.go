@@ -66,6 +66,10 @@ func (c *Console) person(w http.ResponseWriter, r *http.Request) {
 		c.backendError(w, r, "Reading person "+id, err)
 		return
 	}
+	if p.Employee == nil && p.Account == nil && len(p.Audit) == 0 {
+		c.renderError(w, r, http.StatusNotFound, "Personio has no person "+id+", no Entra account carries that id and nothing was ever audited for it: search by name or email instead.")
+		return
+	}
 	slices.SortStableFunc(p.Audit, func(a, b provisioning.AuditRecord) int { return b.Time.Compare(a.Time) })
 	c.render(w, r, http.StatusOK, "person", personTitle(p), viewPerson(p))
 }
