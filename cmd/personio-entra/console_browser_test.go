@@ -347,6 +347,11 @@ func TestBrowserConsoleRedriveDeadLetter(t *testing.T) {
 	}
 	ctx := newBrowser(t)
 	signInWithToken(t, ctx, s)
+	run(t, ctx, "open the overview", chromedp.Navigate(consoleURL(s)), chromedp.WaitVisible(chromedp.CSS(`#deadletters`)))
+	if n := textOf(t, ctx, `#deadletters`); n != "1" {
+		t.Fatalf("the overview counts %q dead letters, want 1", n)
+	}
+	screenshot(t, ctx, "console-overview")
 	run(t, ctx, "open the dead letters",
 		chromedp.Click(chromedp.CSS(`a[href="/ui/deadletters"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`table tbody th a`)),

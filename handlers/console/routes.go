@@ -142,6 +142,9 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *Console) startSession(w http.ResponseWriter, r *http.Request) {
+	if old, err := r.Cookie(sessionCookie); err == nil {
+		c.sessions.delete(old.Value) // a new sign-in never keeps an older id alive
+	}
 	id, _ := c.sessions.create()
 	c.setCookie(w, r, sessionCookie, id, 0) // a browser-session cookie; the server enforces the expiry
 	c.setCookie(w, r, signInCookie, "", -1)
