@@ -135,7 +135,7 @@ func signInWithToken(t *testing.T, ctx context.Context, s *stack) {
 		chromedp.Submit(chromedp.CSS(`#token`)),
 		chromedp.WaitVisible(chromedp.CSS(`#open-h`)), // back on the page asked for
 	)
-	if loc := get(t, ctx, "location", chromedp.Location());  !strings.HasSuffix(loc, "/ui/approvals") {
+	if loc := get(t, ctx, "location", chromedp.Location()); !strings.HasSuffix(loc, "/ui/approvals") {
 		t.Fatalf("after sign-in the browser is at %s, want the approvals page it asked for", loc)
 	}
 }
