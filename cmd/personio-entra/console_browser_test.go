@@ -76,7 +76,7 @@ func newBrowser(t *testing.T) context.Context {
 const stepTimeout = time.Minute
 
 // run runs browser actions and fails the test with what it was doing.
-func run(t *testing.T, ctx context.Context, what string, actions ...chromedp.Action[chromedp.Void]) {
+func browserDo(t *testing.T, ctx context.Context, what string, actions ...chromedp.Action[chromedp.Void]) {
 	t.Helper()
 	sctx, cancel := context.WithTimeout(ctx, stepTimeout)
 	defer cancel()
@@ -87,7 +87,7 @@ func run(t *testing.T, ctx context.Context, what string, actions ...chromedp.Act
 }
 
 // get runs one browser action that returns a value.
-func get[T any](t *testing.T, ctx context.Context, what string, a chromedp.Action[T]) T {
+func browserGet[T any](t *testing.T, ctx context.Context, what string, a chromedp.Action[T]) T {
 	t.Helper()
 	sctx, cancel := context.WithTimeout(ctx, stepTimeout)
 	defer cancel()
@@ -102,7 +102,7 @@ func get[T any](t *testing.T, ctx context.Context, what string, a chromedp.Actio
 // CONSOLE_SCREENSHOTS_DIR is set, there too.
 func screenshot(t *testing.T, ctx context.Context, name string) {
 	t.Helper()
-	png := get(t, ctx, "screenshot "+name, chromedp.FullScreenshot(100))
+	png := browserGet(t, ctx, "screenshot "+name, chromedp.FullScreenshot(100))
 	if !bytes.HasPrefix(png, []byte("\x89PNG")) {
 		t.Fatalf("screenshot %s is not a PNG", name)
 	}
@@ -128,21 +128,21 @@ func consoleURL(s *stack) string { return "http://" + s.cfg.ListenAddr + "/ui/" 
 // who opened the console would.
 func signInWithToken(t *testing.T, ctx context.Context, s *stack) {
 	t.Helper()
-	run(t, ctx, "sign in with the admin token",
+	browserDo(t, ctx, "sign in with the admin token",
 		chromedp.Navigate(consoleURL(s)+"approvals"),
 		chromedp.WaitVisible(chromedp.CSS(`#token`)),
 		chromedp.SendKeys(chromedp.CSS(`#token`), s.adminToken),
 		chromedp.Submit(chromedp.CSS(`#token`)),
 		chromedp.WaitVisible(chromedp.CSS(`#open-h`)), // back on the page asked for
 	)
-	if loc := get(t, ctx, "location", chromedp.Location()); !strings.HasSuffix(loc, "/ui/approvals") {
+	if loc := browserGet(t, ctx, "location", chromedp.Location()); !strings.HasSuffix(loc, "/ui/approvals") {
 		t.Fatalf("after sign-in the browser is at %s, want the approvals page it asked for", loc)
 	}
 }
 
 func textOf(t *testing.T, ctx context.Context, sel string) string {
 	t.Helper()
-	return get(t, ctx, "read "+sel, chromedp.Text(chromedp.CSS(sel), chromedp.NodeVisible))
+	return browserGet(t, ctx, "read "+sel, chromedp.Text(chromedp.CSS(sel), chromedp.NodeVisible))
 }
 
 // An administrator opens the one-time link, finds a person by name and
@@ -155,12 +155,12 @@ func TestBrowserConsolePersonExplainWhy(t *testing.T) {
 	// The one-time link signs in and leaves no code in the address bar or
 	// the history.
 	link := "http://" + s.cfg.ListenAddr + s.app.console.SignInLink(time.Minute)
-	run(t, ctx, "open the one-time sign-in link",
+	browserDo(t, ctx, "open the one-time sign-in link",
 		chromedp.Navigate(link),
 		chromedp.WaitVisible(chromedp.CSS(`#backlog`)),
 	)
-	hist := get(t, ctx, "navigation history", chromedp.NavigationEntries()).Entries
-	if loc := get(t, ctx, "location", chromedp.Location()); loc != consoleURL(s) {
+	hist := browserGet(t, ctx, "navigation history", chromedp.NavigationEntries()).Entries
+	if loc := browserGet(t, ctx, "location", chromedp.Location()); loc != consoleURL(s) {
 		t.Fatalf("after the link the address bar shows %s, want %s", loc, consoleURL(s))
 	}
 	for _, e := range hist {
@@ -169,7 +169,7 @@ func TestBrowserConsolePersonExplainWhy(t *testing.T) {
 		}
 	}
 
-	run(t, ctx, "search for Jensen",
+	browserDo(t, ctx, "search for Jensen",
 		chromedp.Click(chromedp.CSS(`a[href="/ui/people"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`#q`)),
 		chromedp.SendKeys(chromedp.CSS(`#q`), "jensen"),
@@ -201,11 +201,11 @@ func TestBrowserConsolePersonExplainWhy(t *testing.T) {
 	}
 	// Preview shows the plan (nothing to change after convergence) and
 	// writes nothing; Sync now queues a reconcile.
-	run(t, ctx, "preview",
+	browserDo(t, ctx, "preview",
 		chromedp.Click(chromedp.CSS(`a[href="/ui/people/1006/preview"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`#plan-none`)),
 	)
-	run(t, ctx, "back to the person",
+	browserDo(t, ctx, "back to the person",
 		chromedp.Click(chromedp.CSS(`main a[href="/ui/people/1006"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`#explain-attributes`)),
 	)
@@ -216,7 +216,7 @@ func TestBrowserConsolePersonExplainWhy(t *testing.T) {
 	if !s.entra.UpdateUser(u.ID, map[string]any{"jobTitle": "Edited by hand"}) {
 		t.Fatal("could not edit the account")
 	}
-	run(t, ctx, "sync now",
+	browserDo(t, ctx, "sync now",
 		chromedp.Click(chromedp.CSS(`form[action="/ui/people/1006/sync"] button`)),
 		chromedp.WaitVisible(chromedp.CSS(`.flash`)),
 	)
@@ -225,7 +225,7 @@ func TestBrowserConsolePersonExplainWhy(t *testing.T) {
 	}
 	eventually(t, s, "1006", "job title restored by Sync now", func(u entratest.User, _ bool) bool { return u.Properties["jobTitle"] == want })
 	var recs []provisioning.AuditRecord
-	for _, b := range auditOf(t, s, "1006") {
+	for _, b := range consoleAuditOf(t, s, "1006") {
 		var r provisioning.AuditRecord
 		if json.Unmarshal(b, &r) == nil && r.Trigger == "console" {
 			recs = append(recs, r)
@@ -234,15 +234,15 @@ func TestBrowserConsolePersonExplainWhy(t *testing.T) {
 	if len(recs) == 0 {
 		t.Fatal("no audit record with the trigger console")
 	}
-	run(t, ctx, "reload the person page",
+	browserDo(t, ctx, "reload the person page",
 		chromedp.Navigate(consoleURL(s)+"people/1006"),
 		chromedp.WaitVisible(chromedp.CSS(`#audit`)),
 	)
 	screenshot(t, ctx, "console-person")
 }
 
-// auditOf reads a person's audit records through the queue.
-func auditOf(t *testing.T, s *stack, personID string) [][]byte {
+// consoleAuditOf reads a person's audit records through the queue.
+func consoleAuditOf(t *testing.T, s *stack, personID string) [][]byte {
 	t.Helper()
 	recs, err := s.app.q.ReadAudit(context.Background(), personID, 0)
 	if err != nil {
@@ -289,7 +289,7 @@ func TestBrowserConsoleApproveHeldChanges(t *testing.T) {
 	if !strings.Contains(held, "disable user") || !strings.Contains(held, "leaver") {
 		t.Fatalf("the approvals page does not say what would be taken away:\n%s", held)
 	}
-	run(t, ctx, "review the held set",
+	browserDo(t, ctx, "review the held set",
 		chromedp.Click(chromedp.CSS(`a.button[href^="/ui/approvals/"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`button.danger`)),
 	)
@@ -299,7 +299,7 @@ func TestBrowserConsoleApproveHeldChanges(t *testing.T) {
 			continue
 		}
 	}
-	run(t, ctx, "approve",
+	browserDo(t, ctx, "approve",
 		chromedp.Click(chromedp.CSS(`button.danger`)),
 		chromedp.WaitVisible(chromedp.CSS(`.flash`)),
 	)
@@ -347,12 +347,12 @@ func TestBrowserConsoleRedriveDeadLetter(t *testing.T) {
 	}
 	ctx := newBrowser(t)
 	signInWithToken(t, ctx, s)
-	run(t, ctx, "open the overview", chromedp.Navigate(consoleURL(s)), chromedp.WaitVisible(chromedp.CSS(`#deadletters`)))
+	browserDo(t, ctx, "open the overview", chromedp.Navigate(consoleURL(s)), chromedp.WaitVisible(chromedp.CSS(`#deadletters`)))
 	if n := textOf(t, ctx, `#deadletters`); n != "1" {
 		t.Fatalf("the overview counts %q dead letters, want 1", n)
 	}
 	screenshot(t, ctx, "console-overview")
-	run(t, ctx, "open the dead letters",
+	browserDo(t, ctx, "open the dead letters",
 		chromedp.Click(chromedp.CSS(`a[href="/ui/deadletters"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`table tbody th a`)),
 		chromedp.Click(chromedp.CSS(`table tbody th a`)),
@@ -365,7 +365,7 @@ func TestBrowserConsoleRedriveDeadLetter(t *testing.T) {
 	if !s.entra.UpdateUser(dup, map[string]any{"employeeId": "EXT-1010"}) {
 		t.Fatal("could not fix the duplicate")
 	}
-	run(t, ctx, "re-drive",
+	browserDo(t, ctx, "re-drive",
 		chromedp.Click(chromedp.CSS(`form[action$="/redrive"] button`)),
 		chromedp.WaitVisible(chromedp.CSS(`.flash`)),
 	)
@@ -409,7 +409,7 @@ func TestBrowserConsoleRulesPreview(t *testing.T) {
 	if err := os.WriteFile(file, []byte(cand), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	run(t, ctx, "upload the candidate",
+	browserDo(t, ctx, "upload the candidate",
 		chromedp.Click(chromedp.CSS(`a[href="/ui/rules"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`#rules-file`)),
 		chromedp.SetUploadFiles(chromedp.CSS(`#rules-file`), []string{file}),
@@ -436,7 +436,7 @@ func TestBrowserConsoleRulesPreview(t *testing.T) {
 
 	// A broken candidate: the loader's problems with file:line:col.
 	broken := strings.Replace(cand, `employee.department.name in ["Sales", "Customer Success"]`, `employee.departmnt.name == "Sales"`, 1)
-	run(t, ctx, "paste a broken candidate",
+	browserDo(t, ctx, "paste a broken candidate",
 		chromedp.SetValue(chromedp.CSS(`#rules-text`), broken),
 		chromedp.Click(chromedp.CSS(`form[action="/ui/rules"] button`)),
 		chromedp.WaitVisible(chromedp.CSS(`#problems`)),
