@@ -135,11 +135,14 @@ func (b *consoleBackend) employees(ctx context.Context) ([]model.Employee, error
 func (b *consoleBackend) Search(ctx context.Context, query string, limit int) ([]console.PersonMatch, error) {
 	id := strings.TrimSpace(query)
 	q := strings.ToLower(id)
-	if model.ValidPersonID(id) {
+	if model.ValidPersonID(id) && strings.ContainsAny(id, "0123456789") {
+		// Perhaps a person id: one read finds them even when the cached
+		// list is older than the person. Any failure falls back to the
+		// list (a name is no id).
 		if e, err := b.a.source.GetEmployee(ctx, id); err == nil {
 			return []console.PersonMatch{personMatch(e)}, nil
 		} else if !errors.Is(err, model.ErrPersonNotFound) {
-			return nil, adminError(err)
+			b.a.log.Debug("console search: reading the query as a person id failed", "err", err)
 		}
 	}
 	emps, err := b.employees(ctx)

@@ -109,6 +109,34 @@ func TestConsoleOnTheRunningProduct(t *testing.T) {
 		check("POST /ui/signin", resp, err)
 	})
 
+	t.Run("search by name, email and person id", func(t *testing.T) {
+		emp, err := s.app.source.GetEmployee(context.Background(), "1006")
+		if err != nil || emp.Email == "" {
+			t.Fatalf("person 1006: %+v %v", emp, err)
+		}
+		for _, q := range []string{"jensen", "Renée Jensen", emp.Email, "1006"} {
+			resp, err := c.Get(base + "/ui/people?q=" + url.QueryEscape(q))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			onPage := resp.Request.URL.Path == "/ui/people/1006" // an exact id goes straight to the person
+			if resp.StatusCode != http.StatusOK || !(onPage || strings.Contains(string(b), `/ui/people/1006"`)) {
+				t.Errorf("search %q: %d, no link to person 1006", q, resp.StatusCode)
+			}
+		}
+		resp, err := c.Get(base + "/ui/people?q=" + url.QueryEscape("nobody-by-this-name"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(b), "Nobody in Personio matches") {
+			t.Errorf("a search without results says:\n%s", b)
+		}
+	})
+
 	t.Run("the admin API keeps its bearer token", func(t *testing.T) {
 		resp, err := c.Get(base + "/admin/approvals") // the console's session cookie is not for /admin
 		if err != nil {
