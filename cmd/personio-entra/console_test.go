@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -207,5 +208,24 @@ func TestConsoleDemoSignInLink(t *testing.T) {
 		if want == http.StatusSeeOther && resp.Header.Get("Location") != "/ui/" {
 			t.Fatalf("the link redirects to %q, want the clean /ui/", resp.Header.Get("Location"))
 		}
+	}
+}
+
+// The console compares the admin token, session ids, CSRF tokens and
+// sign-in codes in constant time only (the inspector of security_test.go).
+func TestConsoleTokensComparedInConstantTime(t *testing.T) {
+	for _, file := range []string{"../../handlers/console/security.go", "../../handlers/console/routes.go", "../../handlers/console/session.go"} {
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			v, ct, err := tokenComparisons(file, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if file == "../../handlers/console/security.go" && !ct {
+				t.Errorf("%s never calls subtle.ConstantTimeCompare", file)
+			}
+			for _, s := range v {
+				t.Errorf("variable-time comparison: %s", s)
+			}
+		})
 	}
 }
