@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/personio-entra/personio-entra/handlers"
+	"github.com/personio-entra/personio-entra/handlers/console"
 	"github.com/personio-entra/personio-entra/provisioning"
 	"github.com/personio-entra/personio-entra/provisioning/entra"
 	"github.com/personio-entra/personio-entra/provisioning/personio"
@@ -31,6 +32,9 @@ type app struct {
 	engine *provisioning.Engine
 	q      *queue.Queue         // nil for commands that only read (plan, check)
 	syncer *provisioning.Syncer // nil without a queue
+	state  provisioning.KV      // the durable state bucket; nil without a queue
+	// console is the web console under /ui/ (nil without ADMIN_TOKEN).
+	console *console.Console
 	// listeners already bound by the caller (the demo); serve binds
 	// cfg.ListenAddr and cfg.MetricsAddr itself for those left nil.
 	listeners boundListeners
@@ -97,12 +101,15 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger, q *queue.Queue, o
 	if err != nil {
 		return nil, err
 	}
-	a := &app{cfg: cfg, log: log, rules: r, source: src, dir: dir, engine: eng, q: q, listeners: opts.listeners}
+	a := &app{cfg: cfg, log: log, rules: r, source: src, dir: dir, engine: eng, q: q, state: state, listeners: opts.listeners}
 	if q != nil {
 		host, _ := os.Hostname()
 		a.syncer = provisioning.NewSyncer(provisioning.SyncConfig{
 			Engine: eng, Queue: q, State: state, Holder: fmt.Sprintf("%s/%d", host, os.Getpid()),
 		})
+	}
+	if a.console, err = newConsole(a); err != nil {
+		return nil, err
 	}
 	return a, nil
 }
@@ -146,7 +153,7 @@ func (b adminBackend) Enqueue(ctx context.Context, personID, reason string) erro
 }
 
 func (b adminBackend) FullSync(ctx context.Context) (any, error) {
-	rep, err := b.a.syncer.Run(ctx, provisioning.SyncOptions{Complete: true})
+	rep, err := b.a.runSync(ctx, provisioning.SyncOptions{Complete: true}, "admin API")
 	return rep, adminError(err)
 }
 

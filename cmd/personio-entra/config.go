@@ -46,6 +46,10 @@ type Config struct {
 	ListenAddr  string
 	AdminToken  string
 	MetricsAddr string
+	// ConsoleSecureCookie (CONSOLE_SECURE_COOKIE) marks the console's
+	// cookies Secure although the request reached this process over plain
+	// HTTP: a TLS-terminating proxy is in front.
+	ConsoleSecureCookie bool
 
 	SyncInterval      time.Duration
 	DryRun            bool
@@ -129,6 +133,7 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		RulesFile:            str("RULES_FILE", "rules.yaml"),
 		ListenAddr:           str("LISTEN_ADDR", ":8080"),
 		AdminToken:           str("ADMIN_TOKEN", ""),
+		ConsoleSecureCookie:  boolean("CONSOLE_SECURE_COOKIE"),
 		MetricsAddr:          str("METRICS_ADDR", ":9090"),
 		DryRun:               boolean("DRY_RUN"),
 		GuardMaxChanges:      integer("GUARD_MAX_CHANGES", 10),
@@ -303,6 +308,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("rules_file", c.RulesFile),
 		slog.String("listen_addr", c.ListenAddr),
 		slog.Bool("admin_api", c.AdminToken != ""),
+		slog.Bool("console_secure_cookie", c.ConsoleSecureCookie),
 		slog.String("metrics_addr", c.MetricsAddr),
 		slog.Duration("sync_interval", c.SyncInterval),
 		slog.Bool("dry_run", c.DryRun),

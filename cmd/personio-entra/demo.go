@@ -108,6 +108,8 @@ func runDemo(ctx context.Context, env *environment, args []string) error {
 	}()
 	say("  webhook receiver  %s  (registered in the Personio simulator, token-protected)", s.webhookURL)
 	say("  admin API         %s  (Authorization: Bearer %s)", s.adminURL, s.adminToken)
+	say("  console           http://%s/ui/  (sign in with the admin token)", s.cfg.ListenAddr)
+	say("  one-click sign-in http://%s%s  (one use, valid %s)", s.cfg.ListenAddr, s.app.console.SignInLink(demoSignInTTL), demoSignInTTL)
 	say("  metrics           http://%s/metrics", s.cfg.MetricsAddr)
 	say("  Personio sim      %s    Entra sim %s", s.personio.URL(), s.entra.GraphURL())
 
@@ -141,6 +143,8 @@ func runDemo(ctx context.Context, env *environment, args []string) error {
 const (
 	demoListen  = "127.0.0.1:8080"
 	demoMetrics = "127.0.0.1:9090"
+	// demoSignInTTL is how long the demo's one-click console link works.
+	demoSignInTTL = 10 * time.Minute
 )
 
 // bindDemo binds addr for the demo's listener set with --flagName. A busy default

@@ -13,6 +13,7 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 
 	"github.com/personio-entra/personio-entra/handlers"
+	"github.com/personio-entra/personio-entra/handlers/console"
 )
 
 func init() {
@@ -93,8 +94,11 @@ func (a *app) serve(ctx context.Context, r role) error {
 			router.Use(middleware.Recoverer)
 		}
 		router.Mount("/admin", handlers.Admin(a.cfg.AdminToken, adminBackend{a}, a.log.With("component", "admin")))
+		if a.console != nil {
+			router.Mount(console.Prefix, a.console)
+		}
 	} else {
-		a.log.Info("admin API off: set ADMIN_TOKEN to enable it")
+		a.log.Info("admin API and console off: set ADMIN_TOKEN to enable them")
 	}
 	listen := func(name, addr string, ln net.Listener, h http.Handler) error {
 		if ln != nil {
@@ -113,7 +117,7 @@ func (a *app) serve(ctx context.Context, r role) error {
 		wg.Go(func() { fail("notifications", a.q.RunNotifications(ctx, a.engine.HandleNotice)) })
 	}
 	if a.syncer != nil {
-		wg.Go(func() { a.syncer.RunEvery(ctx, a.cfg.SyncInterval) })
+		wg.Go(func() { a.runSyncsEvery(ctx, a.cfg.SyncInterval) })
 	}
 	wg.Wait()
 	return errors.Join(errs...)
