@@ -327,7 +327,7 @@ func runSync(ctx context.Context, env *environment, args []string) error {
 	if err != nil {
 		return err
 	}
-	rep, err := a.syncer.Run(ctx, provisioning.SyncOptions{Complete: true})
+	rep, err := a.runSync(ctx, provisioning.SyncOptions{Complete: true}, "cli") // recorded for the console
 	if err != nil {
 		return err
 	}
