@@ -48,6 +48,17 @@ var (
 	}, []string{"outcome"})
 )
 
+func init() {
+	// Expose the reasons at zero, so that alerts on increase() see the
+	// first refusal and dashboards show the series before anything failed.
+	for _, reason := range []string{"no_seats", "no_usage_location", "other"} {
+		licenseFailures.WithLabelValues(reason)
+	}
+	for _, outcome := range []string{"restored", "restored_new_upn", "held", "unowned"} {
+		restoresTotal.WithLabelValues(outcome)
+	}
+}
+
 // lifecycleRun carries one reconcile's returner and rename state between
 // the engine's hooks (engine.go: beforePlan, actualFor, afterPlan,
 // afterApply).

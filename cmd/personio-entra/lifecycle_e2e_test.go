@@ -8,9 +8,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -229,6 +231,17 @@ func TestEndToEndLicenses(t *testing.T) {
 		if u.Properties["usageLocation"] != "DE" {
 			t.Errorf("usageLocation %v", u.Properties["usageLocation"])
 		}
+		// The free seats of each managed licence are exposed for the
+		// dashboard and the seats alert.
+		resp, err := http.Get("http://" + s.cfg.MetricsAddr + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !regexp.MustCompile(`personio_entra_license_seats_available\{sku="SPE_E3"\} [0-9]+`).Match(body) {
+			t.Errorf("no free-seats gauge for SPE_E3 in /metrics")
+		}
 		s.entra.SetUserLicenses(u.ID, e3, visio) // Visio by hand
 		s.personio.UpdatePerson("4201", func(p *personiotest.Person) {
 			p.Employments[0].OrgUnits = []personiotest.OrgUnitRef{{Type: "department", ID: "d2"}} // Sales
@@ -341,7 +354,7 @@ func TestCheckPermissionsPerFeature(t *testing.T) {
 	}
 
 	s.entra.SetPermissions(nil)
-	if err := os.WriteFile(cfg.RulesFile, []byte(strings.Replace(string(rules), "sku: SPE_E3", "sku: SPE_E5", 1)), 0o600); err != nil {
+	if err := os.WriteFile(cfg.RulesFile, append(bytes.TrimSuffix(rules, []byte(licenseRules)), strings.Replace(licenseRules, "sku: SPE_E3", "sku: SPE_E5", 1)...), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	out, err = run()

@@ -231,17 +231,17 @@ func TestCheckReportsMissingDayOnePermissions(t *testing.T) {
 	if err := check(context.Background(), s.cfg, nil, false, opts, &out); err != nil {
 		t.Fatalf("check with every permission: %v\n%s", err, out.String())
 	}
-	if !strings.Contains(out.String(), "ok   application permission for first_sign_in") || !strings.Contains(out.String(), "ok   application permission for e-mail notifications") {
+	if !strings.Contains(out.String(), "day-one pass (first_sign_in), e-mail notifications)") {
 		t.Errorf("the granted permissions are not reported:\n%s", out.String())
 	}
-	s.entra.SetPermissions([]string{entratest.PermUserReadWriteAll, entratest.PermGroupMemberReadWriteAll})
+	s.entra.SetPermissions([]string{entratest.PermUserReadWriteAll, entratest.PermGroupMemberReadWriteAll, "Group.Read.All"})
 	out.Reset()
 	if err := check(context.Background(), s.cfg, nil, false, opts, &out); err == nil {
 		t.Fatalf("check passed without UserAuthenticationMethod.ReadWrite.All and Mail.Send:\n%s", out.String())
 	}
 	for _, want := range []string{
-		"FAIL Entra: the app registration lacks the application permission UserAuthenticationMethod.ReadWrite.All",
-		"FAIL Entra: the app registration lacks the application permission Mail.Send",
+		"FAIL permission: day-one pass (first_sign_in) needs the Microsoft Graph application permission UserAuthenticationMethod.ReadWrite.All",
+		"FAIL permission: e-mail notifications needs the Microsoft Graph application permission Mail.Send",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
