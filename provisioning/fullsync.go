@@ -102,6 +102,7 @@ type SyncReport struct {
 
 	adopt     []OwnershipRecord
 	schedules []pendingSchedule
+	links     bulkLinks // delta links of a complete read (BulkReader)
 }
 
 type pendingSchedule struct {
@@ -274,11 +275,21 @@ func (s *Syncer) incremental(ctx context.Context, src IncrementalSource, since t
 
 // complete bulk-reads both sides, plans everyone and enqueues only the
 // people who drift; destructive drift beyond the guard waits for approval.
+//
+// With a BulkReader the reads are delta rounds whose links are saved for
+// the incremental syncs once the read succeeded; otherwise the links are
+// started from now before the read (two requests).
 func (s *Syncer) complete(ctx context.Context, rep *SyncReport, withPlans bool) error {
-	s.startDelta(ctx)
+	_, bulk := s.cfg.Engine.bulkReader()
+	if !bulk {
+		s.startDelta(ctx)
+	}
 	drift, err := s.cfg.Engine.Drift(ctx, rep)
 	if err != nil {
 		return err
+	}
+	if bulk {
+		s.saveBulkLinks(ctx, rep.links)
 	}
 	return s.guardAndEnqueue(ctx, rep, drift, withPlans)
 }
@@ -296,7 +307,13 @@ func (e *Engine) Drift(ctx context.Context, rep *SyncReport) ([]Plan, error) {
 	if err != nil {
 		return nil, fmt.Errorf("full sync: read Personio: %w", err)
 	}
-	users, err := e.cfg.Directory.ListUsers(ctx)
+	br, bulk := e.bulkReader()
+	var users []User
+	if bulk {
+		users, rep.links.users, err = br.ListUsersDelta(ctx)
+	} else {
+		users, err = e.cfg.Directory.ListUsers(ctx)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("full sync: list Entra users: %w", err)
 	}
@@ -305,16 +322,25 @@ func (e *Engine) Drift(ctx context.Context, rep *SyncReport) ([]Plan, error) {
 		e.log.Error("full sync: managed group unusable", "err", ge)
 	}
 	memberOf := map[string]map[string]bool{} // user id → managed group ids
-	for _, g := range groups {
-		ids, err := e.cfg.Directory.ListGroupMembers(ctx, g.ID)
-		if err != nil {
-			return nil, fmt.Errorf("full sync: members of %q: %w", g.Key, err)
+	add := func(groupID, userID string) {
+		if memberOf[userID] == nil {
+			memberOf[userID] = map[string]bool{}
 		}
-		for _, id := range ids {
-			if memberOf[id] == nil {
-				memberOf[id] = map[string]bool{}
+		memberOf[userID][groupID] = true
+	}
+	if bulk && len(groups) > 0 {
+		if err := e.readMembers(ctx, br, groups, &rep.links, add); err != nil {
+			return nil, err
+		}
+	} else {
+		for _, g := range groups {
+			ids, err := e.cfg.Directory.ListGroupMembers(ctx, g.ID)
+			if err != nil {
+				return nil, fmt.Errorf("full sync: members of %q: %w", g.Key, err)
 			}
-			memberOf[id][g.ID] = true
+			for _, id := range ids {
+				add(g.ID, id)
+			}
 		}
 	}
 	owned, err := e.own.All(ctx)
