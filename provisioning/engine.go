@@ -128,6 +128,7 @@ type Engine struct {
 
 	own   *Ownership
 	guard *Guard
+	snaps snapshotStore // the complete sync's reads for the work it queued (snapshot.go)
 }
 
 type groupState struct {
@@ -324,8 +325,12 @@ func (e *Engine) reconcile(ctx context.Context, personID, trigger string, m mode
 	}
 
 	adopted := false
-	user, skipped, err := e.match(ctx, personID, emp)
-	if err != nil {
+	snap := e.snapshotFor(personID, trigger, m)
+	var user *User
+	var skipped []skippedMatch
+	if snap != nil {
+		user = &snap.user
+	} else if user, skipped, err = e.match(ctx, personID, emp); err != nil {
 		return Result{}, err
 	}
 	var skipNotes []string
@@ -363,13 +368,23 @@ func (e *Engine) reconcile(ctx context.Context, personID, trigger string, m mode
 	if err := e.checkRehire(user, d, now); err != nil {
 		return Result{}, err
 	}
-	actual, err := e.actual(ctx, user, d)
+	var actual Actual
+	if snap != nil {
+		actual, err = e.snapshotActual(ctx, snap, user, d)
+	} else {
+		actual, err = e.actual(ctx, user, d)
+	}
 	if err != nil {
 		return Result{}, err
 	}
 	groups, groupErrs := e.managedGroups(ctx)
 	opt := PlanOptions{ManagedGroups: groups, ManageManager: e.cfg.ManageManager}
 	plan := ComputePlan(d, actual, opt)
+	if snap != nil && plan.Destructive() > 0 {
+		// Never take access away on the sync's snapshot: start again
+		// from fresh reads (the snapshot is gone now).
+		return e.reconcile(ctx, personID, trigger, m)
+	}
 	plan.Notes = append(plan.Notes, skipNotes...)
 	for _, ge := range groupErrs {
 		plan.Notes = append(plan.Notes, ge.Error())

@@ -103,6 +103,7 @@ type SyncReport struct {
 	adopt     []OwnershipRecord
 	schedules []pendingSchedule
 	links     bulkLinks // delta links of a complete read (BulkReader)
+	snaps     map[string]syncSnapshot
 }
 
 type pendingSchedule struct {
@@ -391,6 +392,9 @@ func (e *Engine) Drift(ctx context.Context, rep *SyncReport) ([]Plan, error) {
 		p.Notes = append(p.Notes, d.Warnings...)
 		if len(p.Changes) > 0 {
 			drift = append(drift, p)
+			if a.User != nil {
+				rep.keepSnapshot(now, d, a)
+			}
 		}
 		if !d.NextTransition.IsZero() && d.Phase != rules.PhaseOutOfScope {
 			rep.schedules = append(rep.schedules, pendingSchedule{personID: d.PersonID, at: d.NextTransition, reason: string(d.Phase) + " transition"})
@@ -494,6 +498,17 @@ func (s *Syncer) guardAndEnqueue(ctx context.Context, rep *SyncReport, drift []P
 		e.log.Warn("full sync: destructive changes held for approval; the rest is applied",
 			"people", len(destructive), "threshold", threshold, "approval_id", ap.ID,
 			"approve_with", "personio-entra approve "+ap.ID)
+	}
+	if !e.cfg.DryRun && len(rep.snaps) > 0 {
+		// What the sync read, for the reconciles it queues (snapshot.go);
+		// held people are not queued, so their snapshots are not kept.
+		keep := make(map[string]syncSnapshot, len(toEnqueue))
+		for _, p := range toEnqueue {
+			if sn, ok := rep.snaps[p.PersonID]; ok {
+				keep[p.PersonID] = sn
+			}
+		}
+		e.snaps.put(e.cfg.Now(), keep)
 	}
 	enqueued := map[string]bool{}
 	for _, p := range toEnqueue {
