@@ -87,3 +87,39 @@ func (d *Directory) GroupMembersRound(ctx context.Context, groupIDs []string) (m
 		return out, next, nil
 	}
 }
+
+// interner keeps one copy of each string a complete read repeats: the
+// attribute values many users share (department, company, office,
+// country...) and the ids that come back as managers. The strings the SDK
+// decodes are each a fresh allocation; for 50,000 users the copies add up.
+type interner map[string]string
+
+func (in interner) str(s string) string {
+	if s == "" {
+		return ""
+	}
+	if v, ok := in[s]; ok {
+		return v
+	}
+	s = strings.Clone(s) // not a view into a larger decoded buffer
+	in[s] = s
+	return s
+}
+
+// shared are the properties whose values many users share; the others
+// (names, mail, ids) are unique, and interning them would only cost.
+var shared = map[string]bool{"jobTitle": true, "department": true, "companyName": true, "officeLocation": true,
+	"employeeType": true, "usageLocation": true, "preferredLanguage": true, "city": true, "state": true,
+	"country": true, "postalCode": true, "streetAddress": true, "employeeHireDate": true,
+	"employeeOrgData/division": true, "employeeOrgData/costCenter": true}
+
+// user interns the strings of u that repeat across users.
+func (in interner) user(u *provisioning.User) {
+	u.ManagerID = in.str(u.ManagerID)
+	u.UserType = in.str(u.UserType)
+	for k, v := range u.Attributes {
+		if shared[k] {
+			u.Attributes[k] = in.str(v)
+		}
+	}
+}

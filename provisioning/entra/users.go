@@ -288,6 +288,7 @@ func (d *Directory) listUsers(ctx context.Context) ([]provisioning.User, string,
 	})
 	byID := map[string]int{}
 	empOf := map[string]string{} // every user's employeeId, for ManagerEmployeeID
+	in := interner{}             // one copy of each repeated string (bulkread.go)
 	var out []provisioning.User
 	pages := 0
 	for {
@@ -301,6 +302,7 @@ func (d *Directory) listUsers(ctx context.Context) ([]provisioning.User, string,
 			}
 			pu := toUser(u)
 			pu.ManagerID = deltaManager(u.GetAdditionalData())
+			in.user(&pu)
 			if pu.ID != "" {
 				empOf[pu.ID] = pu.EmployeeID
 			}

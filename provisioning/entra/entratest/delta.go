@@ -175,7 +175,7 @@ func (s *Server) deltaGroups(c *reqCtx) int {
 	var refs []deltaRef
 	var empty []string // groups listed without members (first round)
 	if since == 0 {
-		state := s.membersAt(start)
+		state := s.membersAt(start, wanted)
 		var lists [][]deltaRef
 		for _, gid := range s.order {
 			if !wanted(gid) {
@@ -268,10 +268,14 @@ func parseSkipToken(tok string) (offset int, start uint64, ok bool) {
 // membersAt returns every group's user members as they were at change
 // sequence seq (the membership changes logged after it undone), sorted,
 // so that the pages of one round agree whatever changes meanwhile.
-// Members whose account is deleted are left out. Caller holds s.mu.
-func (s *Server) membersAt(seq uint64) map[string][]string {
+// Members whose account is deleted are left out; only wanted groups are
+// built. Caller holds s.mu.
+func (s *Server) membersAt(seq uint64, wanted func(groupID string) bool) map[string][]string {
 	sets := make(map[string]map[string]bool, len(s.groups))
 	for gid, g := range s.groups {
+		if !wanted(gid) {
+			continue
+		}
 		set := make(map[string]bool, len(g.members))
 		for _, m := range g.members {
 			set[m] = true
