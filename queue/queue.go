@@ -126,6 +126,7 @@ type Queue struct {
 	events jetstream.Stream // the work stream, for the workers' supersession check
 	cfg    Config
 	logger *slog.Logger
+	async  asyncPublisher // webhook publishes (publish_async.go)
 }
 
 // Open creates or updates the streams and consumers (idempotent, so every
