@@ -46,6 +46,7 @@ type stackOptions struct {
 	writeBack    bool          // PERSONIO_WRITE_BACK_EMAIL
 	writeBudget  int           // Entra simulator write budget (its default when 0)
 	writeWindow  time.Duration // and its window
+	converged    bool          // Entra starts as the rules ask, nothing owned (devstack.Options.Converged)
 }
 
 // stack is a running local installation.
@@ -155,7 +156,8 @@ func startStack(ctx context.Context, o stackOptions) (*stack, error) {
 	}
 
 	sims, err := devstack.Start(devstack.Options{Logger: o.logger, Rules: rs, People: o.company,
-		Latency: o.latency, Replication: o.replication, WriteBudget: o.writeBudget, WriteWindow: o.writeWindow, Seed: o.seed})
+		Latency: o.latency, Replication: o.replication, WriteBudget: o.writeBudget, WriteWindow: o.writeWindow, Seed: o.seed,
+		Converged: o.converged})
 	if err != nil {
 		return nil, err
 	}
