@@ -214,22 +214,22 @@ func (w *Webhook) serve(rw http.ResponseWriter, r *http.Request) string {
 		writeJSON(rw, http.StatusForbidden, errorBody(fmt.Sprintf("company_id %q is not the company this receiver serves", truncate(env.CompanyID))))
 		return OutcomeForbidden
 	}
-	log := w.log.With(slog.String("event", env.EventName))
+	event := slog.String("event", env.EventName)
 
 	switch eventKind(env.EventName) {
 	case kindPing:
-		log.Info("webhook ping received")
-		writeJSON(rw, http.StatusOK, map[string]string{"status": "pong"})
+		w.log.Info("webhook ping received", event)
+		writeStatus(rw, http.StatusOK, bodyPong)
 		return OutcomePing
 	case kindIgnored:
 		webhookIgnored.WithLabelValues(env.EventName).Inc()
-		log.Debug("webhook event ignored: does not concern Entra accounts")
-		writeJSON(rw, http.StatusOK, map[string]string{"status": "ignored"})
+		w.log.Debug("webhook event ignored: does not concern Entra accounts", event)
+		writeStatus(rw, http.StatusOK, bodyIgnored)
 		return OutcomeIgnored
 	case kindOther:
 		webhookIgnored.WithLabelValues("other").Inc()
-		log.Debug("webhook event ignored: unknown event name")
-		writeJSON(rw, http.StatusOK, map[string]string{"status": "ignored"})
+		w.log.Debug("webhook event ignored: unknown event name", event)
+		writeStatus(rw, http.StatusOK, bodyIgnored)
 		return OutcomeIgnored
 	}
 
@@ -246,19 +246,36 @@ func (w *Webhook) serve(rw http.ResponseWriter, r *http.Request) string {
 	defer cancel()
 	dup, err := w.pub.PublishEvent(ctx, ev)
 	if err != nil {
-		log.Error("webhook not queued; answering 503 so Personio retries", slog.Any("err", err))
+		w.log.Error("webhook not queued; answering 503 so Personio retries", event, slog.Any("err", err))
 		rw.Header().Set("Retry-After", "5")
 		writeJSON(rw, http.StatusServiceUnavailable, errorBody("the event queue did not confirm the delivery in time; retry later (a retry of a delivery that did arrive is recognised as a duplicate)"))
 		return OutcomeUnavailable
 	}
 	if dup {
-		log.Debug("webhook duplicate delivery", slog.String("delivery_id", ev.MsgID))
-		writeJSON(rw, http.StatusOK, map[string]string{"status": "duplicate"})
+		w.log.Debug("webhook duplicate delivery", event, slog.String("delivery_id", ev.MsgID))
+		writeStatus(rw, http.StatusOK, bodyDuplicate)
 		return OutcomeDuplicate
 	}
-	log.Debug("webhook queued", slog.String("delivery_id", ev.MsgID))
-	writeJSON(rw, http.StatusAccepted, map[string]string{"status": "accepted"})
+	w.log.Debug("webhook queued", event, slog.String("delivery_id", ev.MsgID))
+	writeStatus(rw, http.StatusAccepted, bodyAccepted)
 	return OutcomeAccepted
+}
+
+// The fixed answers, encoded once (as writeJSON would encode them).
+var (
+	bodyAccepted  = []byte(`{"status":"accepted"}` + "\n")
+	bodyDuplicate = []byte(`{"status":"duplicate"}` + "\n")
+	bodyIgnored   = []byte(`{"status":"ignored"}` + "\n")
+	bodyPong      = []byte(`{"status":"pong"}` + "\n")
+)
+
+// writeStatus writes one of the fixed answers.
+func writeStatus(rw http.ResponseWriter, status int, body []byte) {
+	h := rw.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	rw.WriteHeader(status)
+	_, _ = rw.Write(body)
 }
 
 func errorBody(msg string) map[string]string { return map[string]string{"error": msg} }

@@ -71,19 +71,21 @@ func ParseEnvelope(body []byte) (Envelope, error) {
 	if !ok {
 		return Envelope{}, errors.New("field payload is required")
 	}
-	var payload map[string]json.RawMessage
-	if err := json.Unmarshal(p, &payload); err != nil || payload == nil {
+	// One decode per object serves both the checks and the canonical form.
+	pv, err := decodeExact(p)
+	payload, isObj := pv.(map[string]any)
+	if err != nil || !isObj || payload == nil {
 		return Envelope{}, errors.New("field payload must be a JSON object")
 	}
-	if env.Payload, err = canonical(p); err != nil {
+	if env.Payload, err = json.Marshal(payload); err != nil {
 		return Envelope{}, fmt.Errorf("field payload: %v", err)
 	}
 	if m, ok := raw["meta"]; ok && string(m) != "null" {
-		var meta map[string]json.RawMessage
-		if err := json.Unmarshal(m, &meta); err != nil {
+		mv, err := decodeExact(m)
+		if _, isObj := mv.(map[string]any); err != nil || !isObj {
 			return Envelope{}, errors.New("field meta must be a JSON object when present")
 		}
-		if env.Meta, err = canonical(m); err != nil {
+		if env.Meta, err = json.Marshal(mv); err != nil {
 			return Envelope{}, fmt.Errorf("field meta: %v", err)
 		}
 	}
@@ -194,35 +196,54 @@ func idValue(v json.RawMessage, name string) (string, error) {
 }
 
 // entityID reads payload.<entity>.id; "" when payload.<entity> is absent.
-func entityID(payload map[string]json.RawMessage, entity string) (string, error) {
+func entityID(payload map[string]any, entity string) (string, error) {
 	v, ok := payload[entity]
-	if !ok || string(v) == "null" {
+	if !ok || v == nil {
 		return "", nil
 	}
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(v, &obj); err != nil || obj == nil {
+	obj, isObj := v.(map[string]any)
+	if !isObj {
 		return "", fmt.Errorf("field payload.%s must be an object", entity)
 	}
 	id, ok := obj["id"]
 	if !ok {
 		return "", fmt.Errorf("field payload.%s.id is required", entity)
 	}
-	return idValue(id, "payload."+entity+".id")
+	return idDecoded(id, "payload."+entity+".id")
 }
 
-// canonical re-encodes JSON with sorted keys and exact numbers.
-func canonical(v json.RawMessage) (json.RawMessage, error) {
+// idDecoded is idValue for a value decoded by decodeExact.
+func idDecoded(v any, name string) (string, error) {
+	switch x := v.(type) {
+	case nil: // null reads as the empty string, as in idValue
+		return "", fmt.Errorf("field %s must not be empty", name)
+	case string:
+		if strings.TrimSpace(x) == "" {
+			return "", fmt.Errorf("field %s must not be empty", name)
+		}
+		if len(x) > maxIDLen {
+			return "", fmt.Errorf("field %s is longer than %d bytes", name, maxIDLen)
+		}
+		return x, nil
+	case json.Number:
+		if _, err := x.Int64(); err == nil {
+			return x.String(), nil
+		}
+	}
+	return "", fmt.Errorf("field %s must be a string or a whole number", name)
+}
+
+// decodeExact decodes JSON keeping numbers exactly as sent (json.Number);
+// json.Marshal of the result is the canonical form: keys sorted, no
+// insignificant whitespace.
+func decodeExact(v json.RawMessage) (any, error) {
 	dec := json.NewDecoder(bytes.NewReader(v))
 	dec.UseNumber()
 	var x any
 	if err := dec.Decode(&x); err != nil {
 		return nil, jsonErr(err)
 	}
-	b, err := json.Marshal(x)
-	if err != nil {
-		return nil, err
-	}
-	return b, nil
+	return x, nil
 }
 
 func jsonErr(err error) error {

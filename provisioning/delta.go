@@ -258,3 +258,94 @@ func (e *Engine) personOfAccount(ctx context.Context, userID string) (string, er
 	}
 	return strings.TrimSpace(rec.PersonID), nil
 }
+
+// BulkReader is implemented by directories whose complete reads are delta
+// rounds (Microsoft Graph: users/delta and groups/delta without a token).
+// Such a round lists everything and ends with the delta link for what
+// changes after it began, so the complete sync needs no separate request
+// to start the incremental sync's links, and the members of up to
+// MaxDeltaGroups groups come in one round instead of one read per group.
+type BulkReader interface {
+	// ListUsersDelta is ListUsers plus the users delta link.
+	ListUsersDelta(ctx context.Context) (users []User, link string, err error)
+	// GroupMembersRound returns the user members of the given groups (1 to
+	// MaxDeltaGroups) by group id, and the group members delta link for
+	// that set of groups. A group it could not read (deleted) is missing
+	// from the map.
+	GroupMembersRound(ctx context.Context, groupIDs []string) (members map[string][]string, link string, err error)
+}
+
+// bulkReader returns the engine's directory as a BulkReader, if it is one.
+func (e *Engine) bulkReader() (BulkReader, bool) {
+	d := e.cfg.Directory
+	if gc, ok := d.(groupCacheDirectory); ok {
+		d = gc.Directory
+	}
+	br, ok := d.(BulkReader)
+	return br, ok
+}
+
+// bulkLinks are the delta links a complete read's rounds ended with.
+type bulkLinks struct {
+	users  string
+	groups deltaLink // empty when the managed groups took more than one round
+}
+
+// readMembers reads the members of the managed groups in rounds of up to
+// MaxDeltaGroups groups and calls add for each (group, member). A group a
+// round did not return is read on its own (ListGroupMembers), which tells a
+// deleted group apart and forgets it.
+func (e *Engine) readMembers(ctx context.Context, br BulkReader, groups []GroupRef, links *bulkLinks, add func(groupID, userID string)) error {
+	keyOf := map[string]string{}
+	var ids []string
+	for _, g := range groups {
+		if _, dup := keyOf[g.ID]; !dup {
+			keyOf[g.ID] = g.Key
+			ids = append(ids, g.ID)
+		}
+	}
+	slices.Sort(ids)
+	for chunk := range slices.Chunk(ids, MaxDeltaGroups) {
+		members, link, err := br.GroupMembersRound(ctx, chunk)
+		if err != nil {
+			return fmt.Errorf("full sync: members of %d managed groups: %w", len(chunk), err)
+		}
+		if len(chunk) == len(ids) {
+			links.groups = deltaLink{Link: link, Groups: slices.Clone(ids)}
+		}
+		for _, gid := range chunk {
+			m, ok := members[gid]
+			if !ok {
+				if m, err = e.cfg.Directory.ListGroupMembers(ctx, gid); err != nil {
+					return fmt.Errorf("full sync: members of %q: %w", keyOf[gid], err)
+				}
+				// Read on its own: this round's link misses the group.
+				links.groups = deltaLink{}
+			}
+			for _, uid := range m {
+				add(gid, uid)
+			}
+		}
+	}
+	return nil
+}
+
+// saveBulkLinks stores the links of a complete read for the incremental
+// syncs that follow. A link the read did not yield (more managed groups
+// than one round holds) is left to the incremental sync, which starts it.
+func (s *Syncer) saveBulkLinks(ctx context.Context, l bulkLinks) {
+	e := s.cfg.Engine
+	if _, ok := e.deltaDirectory(); !ok {
+		return
+	}
+	if l.users != "" {
+		if err := s.saveLink(ctx, deltaUsersKey, deltaLink{Link: l.users}); err != nil {
+			e.log.Warn("full sync: save the users delta link", "err", err)
+		}
+	}
+	if l.groups.Link != "" {
+		if err := s.saveLink(ctx, deltaGroupsKey, l.groups); err != nil {
+			e.log.Warn("full sync: save the group members delta link", "err", err)
+		}
+	}
+}

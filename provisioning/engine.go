@@ -134,6 +134,7 @@ type Engine struct {
 	guard *Guard
 
 	lifecycle lifecycleState
+	snaps     snapshotStore // the complete sync's reads for the work it queued (snapshot.go)
 }
 
 type groupState struct {
@@ -332,8 +333,12 @@ func (e *Engine) reconcile(ctx context.Context, personID, trigger string, m mode
 	}
 
 	adopted := false
-	user, skipped, err := e.match(ctx, personID, emp)
-	if err != nil {
+	snap := e.snapshotFor(personID, trigger, m)
+	var user *User
+	var skipped []skippedMatch
+	if snap != nil {
+		user = &snap.user
+	} else if user, skipped, err = e.match(ctx, personID, emp); err != nil {
 		return Result{}, err
 	}
 	lr, err := e.beforePlan(ctx, log, now, trigger, &d, &user, planOnly)
@@ -379,7 +384,12 @@ func (e *Engine) reconcile(ctx context.Context, personID, trigger string, m mode
 	if err := e.checkRehire(user, d, now); err != nil {
 		return Result{}, err
 	}
-	actual, err := e.actualFor(ctx, user, d, lr)
+	var actual Actual
+	if snap != nil && (lr == nil || lr.restore == nil) {
+		actual, err = e.snapshotActual(ctx, snap, user, d)
+	} else {
+		actual, err = e.actualFor(ctx, user, d, lr)
+	}
 	if err != nil {
 		return Result{}, err
 	}
@@ -388,6 +398,11 @@ func (e *Engine) reconcile(ctx context.Context, personID, trigger string, m mode
 	opt := PlanOptions{ManagedGroups: groups, ManageManager: e.cfg.ManageManager}
 	groupErrs = append(groupErrs, e.licenseOptions(ctx, &opt)...)
 	plan := ComputePlan(d, actual, opt)
+	if snap != nil && plan.Destructive() > 0 {
+		// Never take access away on the sync's snapshot: start again
+		// from fresh reads (the snapshot is gone now).
+		return e.reconcile(ctx, personID, trigger, m)
+	}
 	if err := e.afterPlan(ctx, &plan, d, user, emp, lr); err != nil {
 		return Result{}, err
 	}

@@ -102,6 +102,8 @@ type SyncReport struct {
 
 	adopt     []OwnershipRecord
 	schedules []pendingSchedule
+	links     bulkLinks // delta links of a complete read (BulkReader)
+	snaps     map[string]syncSnapshot
 }
 
 type pendingSchedule struct {
@@ -274,29 +276,48 @@ func (s *Syncer) incremental(ctx context.Context, src IncrementalSource, since t
 
 // complete bulk-reads both sides, plans everyone and enqueues only the
 // people who drift; destructive drift beyond the guard waits for approval.
+//
+// With a BulkReader the reads are delta rounds whose links are saved for
+// the incremental syncs once the read succeeded; otherwise the links are
+// started from now before the read (two requests).
 func (s *Syncer) complete(ctx context.Context, rep *SyncReport, withPlans bool) error {
-	s.startDelta(ctx)
+	_, bulk := s.cfg.Engine.bulkReader()
+	if !bulk {
+		s.startDelta(ctx)
+	}
 	drift, err := s.cfg.Engine.Drift(ctx, rep)
 	if err != nil {
 		return err
 	}
+	if bulk {
+		s.saveBulkLinks(ctx, rep.links)
+	}
 	return s.guardAndEnqueue(ctx, rep, drift, withPlans)
 }
 
-// Drift bulk-reads Personio, the Entra users with an employeeId and the
-// members of every managed group, and plans everyone against that snapshot
-// (no per-person reads). It returns the plans that have changes; it applies
-// nothing. rep (optional) receives the counts.
+// Drift bulk-reads the Entra users with an employeeId, the members of
+// every managed group and Personio, and plans everyone against that
+// snapshot (no per-person reads). It returns the plans that have changes;
+// it applies nothing. rep (optional) receives the counts.
+//
+// Memory (docs/architecture.md#memory-of-a-complete-sync): Entra is read
+// first and kept (the accounts are looked up by employeeId, also as
+// managers); a PagedSource's people are then planned a page at a time and
+// let go, so the whole company is never held twice. Memberships are kept
+// as small group indexes per account, not a map per account.
 func (e *Engine) Drift(ctx context.Context, rep *SyncReport) ([]Plan, error) {
 	if rep == nil {
 		rep = &SyncReport{}
 	}
 	now := e.cfg.Now()
-	emps, err := e.cfg.Source.ListEmployees(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("full sync: read Personio: %w", err)
+	br, bulk := e.bulkReader()
+	var users []User
+	var err error
+	if bulk {
+		users, rep.links.users, err = br.ListUsersDelta(ctx)
+	} else {
+		users, err = e.cfg.Directory.ListUsers(ctx)
 	}
-	users, err := e.cfg.Directory.ListUsers(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("full sync: list Entra users: %w", err)
 	}
@@ -304,29 +325,32 @@ func (e *Engine) Drift(ctx context.Context, rep *SyncReport) ([]Plan, error) {
 	for _, ge := range groupErrs {
 		e.log.Error("full sync: managed group unusable", "err", ge)
 	}
-	memberOf := map[string]map[string]bool{} // user id → managed group ids
-	for _, g := range groups {
-		ids, err := e.cfg.Directory.ListGroupMembers(ctx, g.ID)
-		if err != nil {
-			return nil, fmt.Errorf("full sync: members of %q: %w", g.Key, err)
+	mem := newMemberIndex(groups)
+	if bulk && len(groups) > 0 {
+		if err := e.readMembers(ctx, br, groups, &rep.links, mem.add); err != nil {
+			return nil, err
 		}
-		for _, id := range ids {
-			if memberOf[id] == nil {
-				memberOf[id] = map[string]bool{}
+	} else {
+		for _, g := range groups {
+			ids, err := e.cfg.Directory.ListGroupMembers(ctx, g.ID)
+			if err != nil {
+				return nil, fmt.Errorf("full sync: members of %q: %w", g.Key, err)
 			}
-			memberOf[id][g.ID] = true
+			for _, id := range ids {
+				mem.add(g.ID, id)
+			}
 		}
 	}
 	owned, err := e.own.All(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("full sync: %w", err)
 	}
-	byEmp := map[string][]*User{}
+	byEmp := make(map[string][]*User, len(users))
 	for i := range users {
 		u := &users[i]
 		byEmp[u.EmployeeID] = append(byEmp[u.EmployeeID], u)
 	}
-	rep.Employees, rep.Accounts, rep.Owned = len(emps), len(users), len(owned)
+	rep.Accounts, rep.Owned = len(users), len(owned)
 	opt := PlanOptions{ManagedGroups: groups, ManageManager: e.cfg.ManageManager}
 	for _, le := range e.licenseOptions(ctx, &opt) {
 		e.log.Error("full sync: managed licence unusable", "err", le)
@@ -352,10 +376,7 @@ func (e *Engine) Drift(ctx context.Context, rep *SyncReport) ([]Plan, error) {
 			if emp != nil {
 				d = e.keepAccess(*emp, d, *u)
 			}
-			a = Actual{User: u, Groups: memberOf[u.ID]}
-			if a.Groups == nil {
-				a.Groups = map[string]bool{}
-			}
+			a = Actual{User: u, Groups: mem.groupsOf(u.ID)}
 			if m := byEmp[d.ManagerPersonID]; d.ManagerPersonID != "" && len(m) == 1 {
 				a.Manager = m[0]
 			}
@@ -368,20 +389,38 @@ func (e *Engine) Drift(ctx context.Context, rep *SyncReport) ([]Plan, error) {
 		p.Notes = append(p.Notes, d.Warnings...)
 		if len(p.Changes) > 0 {
 			drift = append(drift, p)
+			if a.User != nil {
+				rep.keepSnapshot(now, d, a)
+			}
 		}
 		if !d.NextTransition.IsZero() && d.Phase != rules.PhaseOutOfScope {
 			rep.schedules = append(rep.schedules, pendingSchedule{personID: d.PersonID, at: d.NextTransition, reason: string(d.Phase) + " transition"})
 		}
 	}
-	for i := range emps {
-		emp := &emps[i]
-		seen[emp.PersonID] = true
-		d, err := e.desired(*emp, now)
-		if err != nil {
-			e.log.Error("full sync: evaluate rules", "person_id", emp.PersonID, "err", err)
-			continue
+	planPage := func(emps []model.Employee) error {
+		for i := range emps {
+			emp := &emps[i]
+			seen[emp.PersonID] = true
+			rep.Employees++
+			d, err := e.desired(*emp, now)
+			if err != nil {
+				e.log.Error("full sync: evaluate rules", "person_id", emp.PersonID, "err", err)
+				continue
+			}
+			planOne(d, emp)
 		}
-		planOne(d, emp)
+		return nil
+	}
+	if ps, ok := e.cfg.Source.(PagedSource); ok {
+		err = ps.EachEmployeePage(ctx, planPage)
+	} else {
+		var emps []model.Employee
+		if emps, err = e.cfg.Source.ListEmployees(ctx); err == nil {
+			err = planPage(emps)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("full sync: read Personio: %w", err)
 	}
 	// Owned accounts whose person no longer exists in Personio are leavers.
 	for id := range byEmp {
@@ -394,6 +433,54 @@ func (e *Engine) Drift(ctx context.Context, rep *SyncReport) ([]Plan, error) {
 	slices.Sort(rep.Unowned)
 	rep.Drifting = len(drift)
 	return drift, nil
+}
+
+// PagedSource is implemented by sources that can hand out a complete read
+// page by page (the Personio client: v1 /company/employees, 100 a page).
+// yield's error stops the read and is returned.
+type PagedSource interface {
+	EachEmployeePage(ctx context.Context, yield func([]model.Employee) error) error
+}
+
+// memberIndex holds the managed groups' members as, per account, the
+// indexes of its managed groups: two small integers per person instead of
+// a map per person (50,000 people in 200 groups).
+type memberIndex struct {
+	ids   []string       // group ids by index
+	index map[string]int // group id → index
+	of    map[string][]uint16
+}
+
+func newMemberIndex(groups []GroupRef) *memberIndex {
+	m := &memberIndex{index: map[string]int{}, of: map[string][]uint16{}}
+	for _, g := range groups {
+		if _, ok := m.index[g.ID]; !ok {
+			m.index[g.ID] = len(m.ids)
+			m.ids = append(m.ids, g.ID)
+		}
+	}
+	return m
+}
+
+func (m *memberIndex) add(groupID, userID string) {
+	i, ok := m.index[groupID]
+	if !ok || i > 1<<16-1 {
+		return
+	}
+	l := m.of[userID]
+	if !slices.Contains(l, uint16(i)) {
+		m.of[userID] = append(l, uint16(i))
+	}
+}
+
+// groupsOf is the account's managed groups as Actual.Groups wants them.
+func (m *memberIndex) groupsOf(userID string) map[string]bool {
+	l := m.of[userID]
+	out := make(map[string]bool, len(l))
+	for _, i := range l {
+		out[m.ids[i]] = true
+	}
+	return out
 }
 
 func (s *Syncer) guardAndEnqueue(ctx context.Context, rep *SyncReport, drift []Plan, withPlans bool) error {
@@ -471,6 +558,17 @@ func (s *Syncer) guardAndEnqueue(ctx context.Context, rep *SyncReport, drift []P
 		e.log.Warn("full sync: destructive changes held for approval; the rest is applied",
 			"people", len(destructive), "threshold", threshold, "approval_id", ap.ID,
 			"approve_with", "personio-entra approve "+ap.ID)
+	}
+	if !e.cfg.DryRun && len(rep.snaps) > 0 {
+		// What the sync read, for the reconciles it queues (snapshot.go);
+		// held people are not queued, so their snapshots are not kept.
+		keep := make(map[string]syncSnapshot, len(toEnqueue))
+		for _, p := range toEnqueue {
+			if sn, ok := rep.snaps[p.PersonID]; ok {
+				keep[p.PersonID] = sn
+			}
+		}
+		e.snaps.put(e.cfg.Now(), keep)
 	}
 	enqueued := map[string]bool{}
 	for _, p := range toEnqueue {

@@ -46,7 +46,8 @@ type Event struct {
 }
 
 // PublishEvent queues a webhook event and returns once JetStream has
-// acknowledged it. duplicate is true when the same delivery was already
+// acknowledged it (publish_async.go: many concurrent deliveries share the
+// connection's writes, each still waits for its own acknowledgement). duplicate is true when the same delivery was already
 // stored within the de-duplication window; nothing new was queued then.
 // Retry a failed call with the same Event: a timeout does not mean "not
 // stored" (docs/jetstream.md#publishing-and-de-duplication).
@@ -81,7 +82,7 @@ func (q *Queue) PublishEvent(ctx context.Context, ev Event) (duplicate bool, err
 	if ev.EmploymentID != "" {
 		msg.Header.Set(HeaderEmploymentID, ev.EmploymentID)
 	}
-	ack, err := q.publish(ctx, msg, jetstream.WithMsgID(ev.MsgID))
+	ack, err := q.publishAcked(ctx, msg, jetstream.WithMsgID(ev.MsgID))
 	if err != nil {
 		return false, fmt.Errorf("queue: publish event %s: %w", ev.Name, err)
 	}

@@ -144,6 +144,7 @@ type Queue struct {
 	logger *slog.Logger
 	// deadLetterNotices: raise the dead_lettered notice (notify.go).
 	deadLetterNotices atomic.Bool
+	async             asyncPublisher // webhook publishes (publish_async.go)
 }
 
 // Open creates or updates the streams and consumers (idempotent, so every

@@ -7,6 +7,17 @@
 // It only sends to loopback addresses, stops after -duration or
 // -max-requests, whichever comes first, and prints the number sent, the
 // status counts, the achieved rate and the p50/p90/p99/max latency.
+//
+// With -senders N it runs closed loop instead: N senders, each sending its
+// next delivery when the previous one was answered, as fast as the receiver
+// answers. With -nats URL the same senders publish the deliveries straight
+// into a JetStream stream of their own on that server (synchronous,
+// acknowledged publishes with a message id, as the receiver makes them):
+// the raw rate the receiver is measured against.
+//
+//	go run ./cmd/loadgen -url http://127.0.0.1:8080/webhooks/personio -token T -senders 32 -duration 20s
+//	go run ./cmd/loadgen -nats nats://127.0.0.1:4222 -senders 32 -duration 20s
+//
 // Deliveries look like Personio's (dataless envelope, token verbatim in
 // Authorization, docs/personio-api.md#webhook-subscriptions); each body is unique, so every one is
 // stored and queued.
@@ -31,6 +42,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -47,6 +59,8 @@ type options struct {
 	concurrency int
 	timeout     time.Duration
 	jsonOut     bool
+	senders     int    // closed loop with this many senders (0: open loop at rate)
+	natsURL     string // raw JetStream publishes instead of webhooks
 }
 
 func main() {
@@ -73,6 +87,8 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.concurrency, "concurrency", 256, "most deliveries in flight at once; a late one is counted as skipped, the rate stays open-loop")
 	fs.DurationVar(&o.timeout, "timeout", 3*time.Second, "per-delivery timeout (Personio waits 3 s)")
 	fs.BoolVar(&o.jsonOut, "json", false, "print the report as JSON")
+	fs.IntVar(&o.senders, "senders", 0, "closed loop: this many senders, each sending when its previous delivery was answered (0: open loop at -rate)")
+	fs.StringVar(&o.natsURL, "nats", "", "publish raw to JetStream on this NATS server (loopback only, needs -senders) instead of posting webhooks")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -80,11 +96,23 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	if fs.NArg() > 0 {
 		errs = append(errs, fmt.Errorf("unexpected argument %q", fs.Arg(0)))
 	}
-	if err := loopbackURL(o.url); err != nil {
-		errs = append(errs, err)
+	if o.natsURL != "" {
+		if err := loopbackNATS(o.natsURL); err != nil {
+			errs = append(errs, err)
+		}
+		if o.senders < 1 {
+			errs = append(errs, errors.New("-nats needs -senders (raw publishes are measured closed loop)"))
+		}
+	} else {
+		if err := loopbackURL(o.url); err != nil {
+			errs = append(errs, err)
+		}
+		if o.token == "" {
+			errs = append(errs, errors.New("-token is empty (or set PERSONIO_WEBHOOK_TOKEN)"))
+		}
 	}
-	if o.token == "" {
-		errs = append(errs, errors.New("-token is empty (or set PERSONIO_WEBHOOK_TOKEN)"))
+	if o.senders < 0 || o.senders > 1024 {
+		errs = append(errs, fmt.Errorf("-senders %d: want 0 to 1024", o.senders))
 	}
 	if o.rate < 1 || o.rate > 20000 {
 		errs = append(errs, fmt.Errorf("-rate %d: want 1 to 20000", o.rate))
@@ -136,7 +164,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	rep := load(ctx, o)
+	var rep report
+	switch {
+	case o.natsURL != "":
+		if rep, err = loadJetStream(ctx, o); err != nil {
+			return err
+		}
+	case o.senders > 0:
+		rep = loadClosed(ctx, o)
+	default:
+		rep = load(ctx, o)
+	}
 	if o.jsonOut {
 		return json.NewEncoder(stdout).Encode(rep)
 	}
@@ -213,6 +251,69 @@ func load(ctx context.Context, o options) report {
 	return rep
 }
 
+// closedLoop runs o.senders senders until the duration or the request
+// budget is used up; send makes one delivery and returns its status key.
+func closedLoop(ctx context.Context, o options, send func(i int) string) report {
+	var (
+		mu        sync.Mutex
+		latencies []time.Duration
+		statuses  = map[string]int{}
+		wg        sync.WaitGroup
+		next      atomic.Int64
+	)
+	start := time.Now()
+	end := start.Add(o.duration)
+	for range o.senders {
+		wg.Go(func() {
+			var lat []time.Duration
+			st := map[string]int{}
+			for ctx.Err() == nil && time.Now().Before(end) {
+				i := int(next.Add(1)) - 1
+				if i >= o.maxRequests {
+					break
+				}
+				t0 := time.Now()
+				key := send(i)
+				lat = append(lat, time.Since(t0))
+				st[key]++
+			}
+			mu.Lock()
+			latencies = append(latencies, lat...)
+			for k, v := range st {
+				statuses[k] += v
+			}
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	rep := report{Sent: len(latencies), Statuses: statuses, Elapsed: time.Since(start)}
+	rep.AchievedRPS = float64(rep.Sent) / rep.Elapsed.Seconds()
+	slices.Sort(latencies)
+	rep.P50, rep.P90, rep.P99 = quantile(latencies, 0.50), quantile(latencies, 0.90), quantile(latencies, 0.99)
+	if len(latencies) > 0 {
+		rep.Max = latencies[len(latencies)-1]
+	}
+	return rep
+}
+
+// loadClosed posts webhooks closed loop.
+func loadClosed(ctx context.Context, o options) report {
+	client := &http.Client{
+		Timeout: o.timeout,
+		Transport: &http.Transport{
+			MaxIdleConns: o.senders, MaxIdleConnsPerHost: o.senders,
+			IdleConnTimeout: 30 * time.Second,
+		},
+	}
+	events := []string{"person.updated", "employment.updated", "person.created"}
+	base := time.Now().UTC()
+	return closedLoop(ctx, o, func(i int) string {
+		id := o.firstID + i%o.people
+		body := envelope(o.company, events[i%len(events)], strconv.Itoa(id), base.Add(time.Duration(i)))
+		return post(client, o.url, o.token, body)
+	})
+}
+
 // envelope is a Personio delivery body; occurred_at differs per delivery
 // so that no two are the same delivery.
 func envelope(company, event, personID string, at time.Time) []byte {
@@ -255,7 +356,14 @@ func quantile(sorted []time.Duration, q float64) time.Duration {
 }
 
 func printReport(w io.Writer, o options, r report) {
-	fmt.Fprintf(w, "target      %s, %d/s for %s over %d people\n", o.url, o.rate, o.duration, o.people)
+	switch {
+	case o.natsURL != "":
+		fmt.Fprintf(w, "target      raw JetStream publish on %s, %d senders for %s over %d people\n", o.natsURL, o.senders, o.duration, o.people)
+	case o.senders > 0:
+		fmt.Fprintf(w, "target      %s, %d senders (closed loop) for %s over %d people\n", o.url, o.senders, o.duration, o.people)
+	default:
+		fmt.Fprintf(w, "target      %s, %d/s for %s over %d people\n", o.url, o.rate, o.duration, o.people)
+	}
 	fmt.Fprintf(w, "sent        %d in %s (achieved %.1f/s)", r.Sent, r.Elapsed.Round(time.Millisecond), r.AchievedRPS)
 	if r.Skipped > 0 {
 		fmt.Fprintf(w, ", %d skipped: %d in flight at their due time", r.Skipped, o.concurrency)

@@ -50,6 +50,7 @@ type stackOptions struct {
 	// Notifications: NOTIFY_MAILBOX and the first retry delay.
 	notifyMailbox string
 	notifyRetry   time.Duration
+	converged     bool // Entra starts as the rules ask, nothing owned (devstack.Options.Converged)
 }
 
 // stack is a running local installation.
@@ -159,7 +160,8 @@ func startStack(ctx context.Context, o stackOptions) (*stack, error) {
 	}
 
 	sims, err := devstack.Start(devstack.Options{Logger: o.logger, Rules: rs, People: o.company,
-		Latency: o.latency, Replication: o.replication, WriteBudget: o.writeBudget, WriteWindow: o.writeWindow, Seed: o.seed})
+		Latency: o.latency, Replication: o.replication, WriteBudget: o.writeBudget, WriteWindow: o.writeWindow, Seed: o.seed,
+		Converged: o.converged})
 	if err != nil {
 		return nil, err
 	}

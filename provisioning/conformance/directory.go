@@ -61,6 +61,7 @@ func RunDirectory(t *testing.T, newDir func(t *testing.T) DirectoryFixture) {
 		{"UnmanageableGroup", testUnmanageableGroup},
 		{"GuestsAndSyncedAccounts", testGuestsAndSynced},
 		{"DeleteAndRestore", testDeleteAndRestore},
+		{"BulkRead", testBulkRead},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -21,11 +21,15 @@ var _ provisioning.DeltaDirectory = (*Directory)(nil)
 // $deltatoken=latest ("sync from now", supported for directory objects,
 // https://learn.microsoft.com/en-us/graph/delta-query-overview).
 func (d *Directory) deltaStart(resource string, opts [][2]string) string {
+	return d.deltaURL(resource, append(opts, [2]string{"$deltatoken", "latest"}))
+}
+
+// deltaURL is the URL of a delta function with the query options.
+func (d *Directory) deltaURL(resource string, opts [][2]string) string {
 	var q []string
 	for _, o := range opts {
 		q = append(q, o[0]+"="+strings.ReplaceAll(url.QueryEscape(o[1]), "+", "%20"))
 	}
-	q = append(q, "$deltatoken=latest")
 	return d.graphURL + "/" + resource + "/delta?" + strings.Join(q, "&")
 }
 

@@ -282,6 +282,12 @@ func (d *Directory) GetUser(ctx context.Context, id string) (provisioning.User, 
 // $expand or delta (docs/graph-behaviour.md#query-modes), so users without employeeId are dropped
 // here. Delta may repeat a user across pages; the last copy wins.
 func (d *Directory) ListUsers(ctx context.Context) ([]provisioning.User, error) {
+	users, _, err := d.listUsers(ctx)
+	return users, err
+}
+
+// listUsers is ListUsers with the round's deltaLink.
+func (d *Directory) listUsers(ctx context.Context) ([]provisioning.User, string, error) {
 	ctx = withOp(ctx, "list_users")
 	sel := append(d.userSelect(), "manager")
 	resp, err := d.client.Users().Delta().GetAsDeltaGetResponse(ctx, &users.DeltaRequestBuilderGetRequestConfiguration{
@@ -289,11 +295,12 @@ func (d *Directory) ListUsers(ctx context.Context) ([]provisioning.User, error) 
 	})
 	byID := map[string]int{}
 	empOf := map[string]string{} // every user's employeeId, for ManagerEmployeeID
+	in := interner{}             // one copy of each repeated string (bulkread.go)
 	var out []provisioning.User
 	pages := 0
 	for {
 		if err != nil {
-			return nil, d.fail(fmt.Sprintf("list users (page %d)", pages+1), err)
+			return nil, "", d.fail(fmt.Sprintf("list users (page %d)", pages+1), err)
 		}
 		pages++
 		for _, u := range resp.GetValue() {
@@ -302,6 +309,7 @@ func (d *Directory) ListUsers(ctx context.Context) ([]provisioning.User, error) 
 			}
 			pu := toUser(u)
 			pu.ManagerID = deltaManager(u.GetAdditionalData())
+			in.user(&pu)
 			if pu.ID != "" {
 				empOf[pu.ID] = pu.EmployeeID
 			}
@@ -325,7 +333,7 @@ func (d *Directory) ListUsers(ctx context.Context) ([]provisioning.User, error) 
 		out[i].ManagerEmployeeID = empOf[out[i].ManagerID]
 	}
 	d.log.Debug("listed users", "users", len(out), "pages", pages)
-	return out, nil
+	return out, deref(resp.GetOdataDeltaLink()), nil
 }
 
 // deltaManager reads manager@delta: [{"@odata.type": ..., "id": ...}].

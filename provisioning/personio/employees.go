@@ -79,11 +79,23 @@ func (c *Client) ListEmployeesUpdatedSince(ctx context.Context, since time.Time)
 // listV1 pages through v1 GET /company/employees with offset/limit.
 func (c *Client) listV1(ctx context.Context, op string, filter url.Values) ([]model.Employee, error) {
 	var all []model.Employee
+	err := c.listV1Pages(ctx, op, filter, func(page []model.Employee) error {
+		all = append(all, page...)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return all, nil
+}
+
+// listV1Pages is listV1 handing each page to yield as it arrives.
+func (c *Client) listV1Pages(ctx context.Context, op string, filter url.Values, yield func([]model.Employee) error) error {
 	seen := map[string]bool{}
 	prevFirst := ""
 	for page, offset := 0, 0; ; page++ {
 		if page >= maxPages {
-			return nil, fmt.Errorf("personio: %s: more than %d pages; giving up", op, maxPages)
+			return fmt.Errorf("personio: %s: more than %d pages; giving up", op, maxPages)
 		}
 		q := url.Values{"limit": {strconv.Itoa(v1PageSize)}, "offset": {strconv.Itoa(offset)}}
 		for k, v := range filter {
@@ -100,34 +112,38 @@ func (c *Client) listV1(ctx context.Context, op string, filter url.Values) ([]mo
 		}
 		if err := c.do(ctx, request{op: op, method: http.MethodGet, path: "/v1/company/employees",
 			query: q, api: apiV1, idempotent: true}, &out); err != nil {
-			return nil, fmt.Errorf("personio: list employees (offset %d): %w", offset, err)
+			return fmt.Errorf("personio: list employees (offset %d): %w", offset, err)
 		}
 		if len(out.Data) == 0 {
-			return all, nil
+			return nil
 		}
 		// Guard: a server that ignores offset would hand out page one forever.
 		first := v1ID(out.Data[0])
 		if page > 0 && first == prevFirst {
-			return nil, fmt.Errorf("personio: %s: page at offset %d repeats the previous page (first id %s); stopping instead of looping", op, offset, first)
+			return fmt.Errorf("personio: %s: page at offset %d repeats the previous page (first id %s); stopping instead of looping", op, offset, first)
 		}
 		prevFirst = first
+		page := make([]model.Employee, 0, len(out.Data))
 		for _, d := range out.Data {
 			e, err := employeeFromV1(d)
 			if err != nil {
-				return nil, fmt.Errorf("personio: %s (offset %d): %w", op, offset, err)
+				return fmt.Errorf("personio: %s (offset %d): %w", op, offset, err)
 			}
 			if seen[e.PersonID] {
-				return nil, fmt.Errorf("personio: %s: employee %s returned twice (offset %d); the listing shifted while paging", op, e.PersonID, offset)
+				return fmt.Errorf("personio: %s: employee %s returned twice (offset %d); the listing shifted while paging", op, e.PersonID, offset)
 			}
 			seen[e.PersonID] = true
-			all = append(all, e)
+			page = append(page, e)
+		}
+		if err := yield(page); err != nil {
+			return err
 		}
 		offset += len(out.Data)
 		if m := out.Metadata; m != nil && m.TotalElements > 0 && offset >= m.TotalElements {
-			return all, nil
+			return nil
 		}
 		if len(out.Data) < v1PageSize {
-			return all, nil
+			return nil
 		}
 	}
 }

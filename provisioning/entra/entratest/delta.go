@@ -1,6 +1,7 @@
 package entratest
 
 import (
+	"encoding/base64"
 	"fmt"
 	"net/http"
 	"slices"
@@ -109,12 +110,39 @@ func memberRef(id string, removed bool) map[string]any {
 	return m
 }
 
+// GroupDeltaPageRefs is how many member references one groups/delta page
+// carries at most. Graph documents that a big group's members@delta is
+// split over several pages, that the same group then comes back on later
+// pages with the next part of its members, and that a client must not
+// assume an order (https://learn.microsoft.com/en-us/graph/delta-query-groups#paging-through-members-in-a-large-group),
+// but not how many references a page holds; a group of 9,993 members came
+// back in 20 pages (about 500 each) in
+// https://github.com/microsoftgraph/msgraph-sdk-dotnet/issues/574.
+const GroupDeltaPageRefs = 500
+
+// groupDeltaChunk is how many of one group's members go out before the
+// other groups of the round get their turn: the parts of a big group are
+// spread over the round, interleaved with other groups, so a client that
+// expects a group's members in one piece, or in one run of pages, fails.
+const groupDeltaChunk = 250
+
+// deltaRef is one member reference of a round: listed or added, or removed.
+type deltaRef struct {
+	groupID  string
+	memberID string
+	removed  bool
+}
+
 // deltaGroups implements GET /groups/delta for membership tracking
-// ($select including members, $filter on ids): the first round lists each
-// group with all its members in members@delta; a deltaLink round lists only
-// the groups whose membership changed, with the members added and the
-// members removed (@removed). One page; other group properties are not
-// tracked.
+// ($select including members, $filter on ids). The first round lists each
+// group with all its members in members@delta (a group without members
+// comes without the property); a deltaLink round lists only the groups
+// whose membership changed, with the members added and the members
+// removed (@removed). Both page at GroupDeltaPageRefs references, a big
+// group's members in parts interleaved with the other groups. A round is
+// answered as of the change sequence it started at (carried in its
+// $skiptoken), so changes made while a client pages are not lost: the
+// round's deltaLink returns them.
 func (s *Server) deltaGroups(c *reqCtx) int {
 	v := c.r.URL.Query()
 	ids, err := parseIDFilter(v.Get("$filter"))
@@ -131,33 +159,45 @@ func (s *Server) deltaGroups(c *reqCtx) int {
 	if latest {
 		return s.latestDeltaLink(c, "groups")
 	}
+	offset, start := 0, uint64(0)
+	if tok := v.Get("$skiptoken"); tok != "" {
+		var ok bool
+		if offset, start, ok = parseSkipToken(tok); !ok {
+			c.graphError(http.StatusBadRequest, "Directory_ExpiredPageToken", "The specified page token value has expired and can no longer be included in your request.")
+			return http.StatusBadRequest
+		}
+	}
 	wanted := func(gid string) bool { return len(ids) == 0 || slices.Contains(ids, gid) }
 	s.mu.Lock()
-	var items []map[string]any
+	if start == 0 {
+		start = s.seq
+	}
+	var refs []deltaRef
+	var empty []string // groups listed without members (first round)
 	if since == 0 {
+		state := s.membersAt(start, wanted)
+		var lists [][]deltaRef
 		for _, gid := range s.order {
 			if !wanted(gid) {
 				continue
 			}
-			g := s.groups[gid]
-			it := map[string]any{"id": gid}
-			if withMembers {
-				refs := []map[string]any{}
-				for _, mid := range g.members {
-					if u, ok := s.users[mid]; ok && !u.deleted {
-						refs = append(refs, memberRef(mid, false))
-					}
-				}
-				it["members@delta"] = refs
+			if !withMembers || len(state[gid]) == 0 {
+				empty = append(empty, gid)
+				continue
 			}
-			items = append(items, it)
+			var l []deltaRef
+			for _, mid := range state[gid] {
+				l = append(l, deltaRef{groupID: gid, memberID: mid})
+			}
+			lists = append(lists, l)
 		}
+		refs = interleave(lists, groupDeltaChunk)
 	} else if withMembers {
 		last := map[[2]string]bool{} // (group, member) → removed, the last change wins
 		var order [][2]string
 		for _, ev := range s.memberLog {
 			k := [2]string{ev.groupID, ev.memberID}
-			if ev.seq <= since || !wanted(ev.groupID) {
+			if ev.seq <= since || ev.seq > start || !wanted(ev.groupID) {
 				continue
 			}
 			if _, ok := last[k]; !ok {
@@ -165,28 +205,125 @@ func (s *Server) deltaGroups(c *reqCtx) int {
 			}
 			last[k] = ev.removed
 		}
-		byGroup := map[string]map[string]any{}
 		for _, k := range order {
-			it, ok := byGroup[k[0]]
-			if !ok {
-				it = map[string]any{"id": k[0], "members@delta": []map[string]any{}}
-				byGroup[k[0]] = it
-				items = append(items, it)
-			}
-			it["members@delta"] = append(it["members@delta"].([]map[string]any), memberRef(k[1], last[k]))
+			refs = append(refs, deltaRef{groupID: k[0], memberID: k[1], removed: last[k]})
 		}
 	}
-	seq := s.seq
 	s.mu.Unlock()
+
+	var items []map[string]any
+	if offset == 0 {
+		for _, gid := range empty {
+			items = append(items, map[string]any{"id": gid})
+		}
+	}
+	end := min(offset+GroupDeltaPageRefs, len(refs))
+	byGroup := map[string]map[string]any{}
+	for _, r := range refs[min(offset, len(refs)):end] {
+		it, ok := byGroup[r.groupID]
+		if !ok {
+			it = map[string]any{"id": r.groupID, "members@delta": []map[string]any{}}
+			byGroup[r.groupID] = it
+			items = append(items, it)
+		}
+		it["members@delta"] = append(it["members@delta"].([]map[string]any), memberRef(r.memberID, r.removed))
+	}
 	if items == nil {
 		items = []map[string]any{}
 	}
-	writeJSON(c.w, http.StatusOK, map[string]any{
-		"@odata.context":   s.ts.URL + "/v1.0/$metadata#groups",
-		"value":            items,
-		"@odata.deltaLink": s.linkWith(c.r, "$deltatoken", strconv.FormatUint(seq, 10)),
-	})
+	resp := map[string]any{"@odata.context": s.ts.URL + "/v1.0/$metadata#groups", "value": items}
+	if end < len(refs) {
+		link := s.linkWith(c.r, "$skiptoken", skipToken(end, start))
+		if since > 0 {
+			link += "&$deltatoken=" + strconv.FormatUint(since, 10)
+		}
+		resp["@odata.nextLink"] = link
+	} else {
+		resp["@odata.deltaLink"] = s.linkWith(c.r, "$deltatoken", strconv.FormatUint(start, 10))
+	}
+	writeJSON(c.w, http.StatusOK, resp)
 	return http.StatusOK
+}
+
+// skipToken encodes a page position and the change sequence the round
+// started at; parseSkipToken reads it back.
+func skipToken(offset int, start uint64) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.Itoa(offset) + "." + strconv.FormatUint(start, 10)))
+}
+
+func parseSkipToken(tok string) (offset int, start uint64, ok bool) {
+	b, err := base64.RawURLEncoding.DecodeString(tok)
+	if err != nil {
+		return 0, 0, false
+	}
+	o, st, found := strings.Cut(string(b), ".")
+	n, err1 := strconv.Atoi(o)
+	if !found {
+		return n, 0, err1 == nil && n >= 0
+	}
+	seq, err2 := strconv.ParseUint(st, 10, 64)
+	return n, seq, err1 == nil && err2 == nil && n >= 0
+}
+
+// membersAt returns every group's user members as they were at change
+// sequence seq (the membership changes logged after it undone), sorted,
+// so that the pages of one round agree whatever changes meanwhile.
+// Members whose account is deleted are left out; only wanted groups are
+// built. Caller holds s.mu.
+func (s *Server) membersAt(seq uint64, wanted func(groupID string) bool) map[string][]string {
+	sets := make(map[string]map[string]bool, len(s.groups))
+	for gid, g := range s.groups {
+		if !wanted(gid) {
+			continue
+		}
+		set := make(map[string]bool, len(g.members))
+		for _, m := range g.members {
+			set[m] = true
+		}
+		sets[gid] = set
+	}
+	for i := len(s.memberLog) - 1; i >= 0 && s.memberLog[i].seq > seq; i-- {
+		ev := s.memberLog[i]
+		if set := sets[ev.groupID]; set != nil {
+			if ev.removed {
+				set[ev.memberID] = true
+			} else {
+				delete(set, ev.memberID)
+			}
+		}
+	}
+	out := make(map[string][]string, len(sets))
+	for gid, set := range sets {
+		l := make([]string, 0, len(set))
+		for m := range set {
+			if u, ok := s.users[m]; ok && !u.deleted {
+				l = append(l, m)
+			}
+		}
+		slices.Sort(l)
+		out[gid] = l
+	}
+	return out
+}
+
+// interleave takes chunk references from each list in turn until all are
+// used up.
+func interleave(lists [][]deltaRef, chunk int) []deltaRef {
+	var out []deltaRef
+	for round := 0; ; round++ {
+		took := false
+		for _, l := range lists {
+			lo := round * chunk
+			if lo >= len(l) {
+				continue
+			}
+			out = append(out, l[lo:min(lo+chunk, len(l))]...)
+			took = true
+		}
+		if !took {
+			return out
+		}
+	}
 }
 
 // UpdateUser changes a user's properties as an administrator editing the

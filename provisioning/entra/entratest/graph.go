@@ -682,29 +682,32 @@ func (s *Server) deltaUsers(c *reqCtx) int {
 	if latest {
 		return s.latestDeltaLink(c, "users")
 	}
+	var start uint64 // the change sequence the round started at (delta.go)
 	if st := v.Get("$skiptoken"); st != "" {
-		b, err := base64.RawURLEncoding.DecodeString(st)
-		n, err2 := strconv.Atoi(string(b))
-		if err != nil || err2 != nil {
+		n, seq, ok := parseSkipToken(st)
+		if !ok {
 			c.graphError(http.StatusBadRequest, "Directory_ExpiredPageToken", "The specified page token value has expired and can no longer be included in your request.")
 			return http.StatusBadRequest
 		}
-		q.skip = n
+		q.skip, start = n, seq
 	}
 	withManager := slices.Contains(q.sel, "manager")
 	s.mu.Lock()
+	if start == 0 {
+		start = s.seq
+	}
 	var hits []*userObj
 	for _, id := range s.userOrder {
 		o := s.users[id]
-		if o.seq <= since || !s.replicated(o.created) || (o.deleted && since == 0) {
+		if o.seq <= since || !s.replicated(o.created) || (o.deleted && since == 0 && o.seq <= start) {
 			continue
 		}
 		hits = append(hits, o)
 	}
 	end := min(q.skip+q.top, len(hits))
-	start := min(q.skip, len(hits))
+	first := min(q.skip, len(hits))
 	items := make([]map[string]any, len(hits))
-	for i := start; i < end; i++ {
+	for i := first; i < end; i++ {
 		o := hits[i]
 		if o.deleted {
 			items[i] = map[string]any{"id": o.props["id"], "@removed": map[string]any{"reason": "changed"}}
@@ -716,17 +719,18 @@ func (s *Server) deltaUsers(c *reqCtx) int {
 		}
 		items[i] = it
 	}
-	seq := s.seq
 	s.mu.Unlock()
-	resp := map[string]any{"@odata.context": s.ts.URL + "/v1.0/$metadata#users", "value": items[start:end]}
+	resp := map[string]any{"@odata.context": s.ts.URL + "/v1.0/$metadata#users", "value": items[first:end]}
 	if end < len(items) {
-		link := s.linkWith(c.r, "$skiptoken", base64.RawURLEncoding.EncodeToString([]byte(strconv.Itoa(end))))
+		link := s.linkWith(c.r, "$skiptoken", skipToken(end, start))
 		if since > 0 {
 			link += "&$deltatoken=" + strconv.FormatUint(since, 10)
 		}
 		resp["@odata.nextLink"] = link
 	} else {
-		resp["@odata.deltaLink"] = s.linkWith(c.r, "$deltatoken", strconv.FormatUint(seq, 10))
+		// The round's deltaLink returns what changed since the round
+		// began, also what changed while the client paged.
+		resp["@odata.deltaLink"] = s.linkWith(c.r, "$deltatoken", strconv.FormatUint(start, 10))
 	}
 	writeJSON(c.w, http.StatusOK, resp)
 	return http.StatusOK
