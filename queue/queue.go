@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -126,6 +127,8 @@ type Queue struct {
 	events jetstream.Stream // the work stream, for the workers' supersession check
 	cfg    Config
 	logger *slog.Logger
+	// coverKV is the state bucket that records covered work (coalesce.go).
+	coverKV atomic.Pointer[jetstream.KeyValue]
 }
 
 // Open creates or updates the streams and consumers (idempotent, so every
