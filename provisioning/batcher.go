@@ -16,18 +16,21 @@ import (
 // which is sent once the group saw no other addition for idle (25 ms), or
 // when the batch is a second old. A held one (Hold) is for an account that
 // is disabled until a start date: nobody signs in with it, so the addition
-// may wait up to holdMax (10 s) for the batch to fill, and its reconcile
-// does not wait for it (the engine records it durably first,
-// batcher_held.go). A wave of joiners then costs about one request per 20
+// may wait for the batch to fill, and its reconcile does not wait for it
+// (the engine records it durably first, batcher_held.go). Held batches go
+// when they are full, when no held addition arrived for holdQuiet (2 s: the
+// wave of joiners is over), or at the latest holdMax (30 s) after they
+// opened: the window grows with the wave and ends with it. A wave of joiners then costs about one request per 20
 // memberships, where waiting reconciles could only ever batch the few
 // additions that were in flight at the same moment. An urgent addition that
 // joins a batch of held ones sends it at its own pace, carrying them along.
 type memberBatcher struct {
-	dir     Directory
-	idle    time.Duration // urgent: flush when no one joined for this long
-	maxAge  time.Duration // urgent: flush a batch this old even while people keep joining
-	holdMax time.Duration // held only: flush a batch this old
-	max     int
+	dir       Directory
+	idle      time.Duration // urgent: flush when no one joined for this long
+	maxAge    time.Duration // urgent: flush a batch this old even while people keep joining
+	holdQuiet time.Duration // held only: flush once no held addition came for this long
+	holdMax   time.Duration // held only: flush a batch this old
+	max       int
 	// throttledUntil says until when Graph asked to slow down (nil: never
 	// known). While it lies ahead, batches stay open — up to maxHold — so
 	// that they fill instead of spending the recovering budget one member
@@ -38,9 +41,10 @@ type memberBatcher struct {
 	// included.
 	sendTimeout time.Duration
 
-	mu      sync.Mutex
-	pending map[string]*memberBatch // group id → open batch
-	sending sync.WaitGroup          // detached batches whose request runs
+	mu       sync.Mutex
+	pending  map[string]*memberBatch // group id → open batch
+	lastHeld time.Time               // the last held addition, in any group
+	sending  sync.WaitGroup          // detached batches whose request runs
 }
 
 type memberBatch struct {
@@ -56,11 +60,11 @@ type memberBatch struct {
 
 // A single change waits idle (25 ms) before it is sent; during a wave of
 // joiners, batches fill for up to maxAge (1 s) or 20 members; held
-// additions wait up to holdMax (10 s). Graph does not allow a manager in the
+// additions wait while the wave lasts (holdQuiet 2 s, holdMax 30 s). Graph does not allow a manager in the
 // create request (the manager is its own write), so these batches are where
 // a wave saves writes.
 func newMemberBatcher(d Directory, throttledUntil func() time.Time) *memberBatcher {
-	return &memberBatcher{dir: d, idle: 25 * time.Millisecond, maxAge: time.Second, holdMax: 10 * time.Second, max: 20,
+	return &memberBatcher{dir: d, idle: 25 * time.Millisecond, maxAge: time.Second, holdQuiet: 2 * time.Second, holdMax: 30 * time.Second, max: 20,
 		throttledUntil: throttledUntil, maxHold: 30 * time.Second, sendTimeout: 2 * time.Minute, pending: map[string]*memberBatch{}}
 }
 
@@ -77,8 +81,9 @@ func (b *memberBatcher) Add(ctx context.Context, groupID, userID string) error {
 }
 
 // Hold queues userID for groupID without waiting: the request goes when the
-// batch is full, holdMax after the batch opened, or sooner when an urgent
-// addition or Flush sends it. wait returns the addition's result.
+// batch is full, when held additions stopped coming for holdQuiet, holdMax
+// after the batch opened, or sooner when an urgent addition or Flush sends
+// it. wait returns the addition's result.
 func (b *memberBatcher) Hold(groupID, userID string) (wait func(context.Context) error) {
 	batch := b.join(groupID, userID, false)
 	return func(ctx context.Context) error {
@@ -100,6 +105,9 @@ func (b *memberBatcher) join(groupID, userID string, urgent bool) *memberBatch {
 		batch = &memberBatch{has: map[string]bool{}, created: now, wake: make(chan struct{}, 1), done: make(chan struct{})}
 		b.pending[groupID] = batch
 		go b.timer(groupID, batch)
+	}
+	if !urgent {
+		b.lastHeld = now
 	}
 	if urgent {
 		batch.last = now
@@ -183,7 +191,10 @@ func (b *memberBatcher) timer(groupID string, batch *memberBatch) {
 				due = old
 			}
 		} else {
-			due = batch.created.Add(b.holdMax)
+			due = b.lastHeld.Add(b.holdQuiet)
+			if old := batch.created.Add(b.holdMax); old.Before(due) {
+				due = old
+			}
 		}
 		if b.throttledUntil != nil {
 			// Throttled: hold the batch until Graph's Retry-After has

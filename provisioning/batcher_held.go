@@ -30,7 +30,8 @@ var heldAdditionsTotal = promauto.NewCounter(prometheus.CounterOpts{
 // (phase pre_hire) does not wait for its group additions: it records them
 // in the state bucket under "held.adds.<person id>", hands them to the
 // batcher (memberBatcher.Hold), which sends them once their group's batch
-// is full or 10 s old, and returns, so the person's partition moves on.
+// is full or the wave of joiners is over (2 s without a held addition, 30 s
+// at most), and returns, so the person's partition moves on.
 // Only then can a wave of joiners fill Graph's 20-member requests. Nobody
 // signs in with a disabled account, so those seconds cost nothing; creates,
 // manager references and every change of an account that can sign in go
@@ -60,7 +61,7 @@ var heldAdditionsTotal = promauto.NewCounter(prometheus.CounterOpts{
 // Every change to a record is a compare-and-set on its revision, a record
 // is deleted only at the revision that was read empty, and the deadlines
 // tolerate clock differences between processes of up to the margin between
-// the longest hold (30 s while throttled) plus the send timeout (2 min) and
+// the longest hold (30 s, throttled or not) plus the send timeout (2 min) and
 // the deadline (5 min).
 const heldAddsPrefix = "held.adds."
 

@@ -142,7 +142,7 @@ func TestMemberBatcherHold(t *testing.T) {
 	t.Run("45 held additions: 20 + 20 + 5, none over 20", func(t *testing.T) {
 		rec := &addRecorder{}
 		b := newMemberBatcher(rec, nil)
-		b.holdMax = 300 * time.Millisecond
+		b.holdMax, b.holdQuiet = 300*time.Millisecond, time.Hour
 		var waits []func(context.Context) error
 		for i := range 45 {
 			waits = append(waits, b.Hold("g1", fmt.Sprintf("u%02d", i)))
@@ -171,7 +171,7 @@ func TestMemberBatcherHold(t *testing.T) {
 	t.Run("an urgent addition takes the held batch with it", func(t *testing.T) {
 		rec := &addRecorder{}
 		b := newMemberBatcher(rec, nil)
-		b.holdMax = time.Hour
+		b.holdMax, b.holdQuiet = time.Hour, time.Hour
 		w1, w2 := b.Hold("g1", "held1"), b.Hold("g1", "held2")
 		start := time.Now()
 		if err := b.Add(context.Background(), "g1", "urgent"); err != nil {
@@ -192,7 +192,7 @@ func TestMemberBatcherHold(t *testing.T) {
 	t.Run("Flush sends a user's held batches now", func(t *testing.T) {
 		rec := &addRecorder{}
 		b := newMemberBatcher(rec, nil)
-		b.holdMax = time.Hour
+		b.holdMax, b.holdQuiet = time.Hour, time.Hour
 		w := b.Hold("g1", "u1")
 		b.Hold("g2", "u2")
 		b.Flush("u1")

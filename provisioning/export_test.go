@@ -12,10 +12,10 @@ func EngineOwns(e *Engine, ctx context.Context, userID string) (bool, error) {
 }
 
 // SetHoldMax changes how long the engine's batcher holds additions of
-// disabled pre-hires (tests).
+// disabled pre-hires, quiet or not (tests).
 func SetHoldMax(e *Engine, d time.Duration) {
 	e.members.mu.Lock()
-	e.members.holdMax = d
+	e.members.holdMax, e.members.holdQuiet = d, d
 	e.members.mu.Unlock()
 }
 
