@@ -18,8 +18,8 @@ import (
 // is disabled until a start date: nobody signs in with it, so the addition
 // may wait for the batch to fill, and its reconcile does not wait for it
 // (the engine records it durably first, batcher_held.go). Held batches go
-// when they are full, when no held addition arrived for holdQuiet (2 s: the
-// wave of joiners is over), or at the latest holdMax (30 s) after they
+// when they are full, when no held addition arrived for holdQuiet (5 s: the
+// wave of joiners is over), or at the latest holdMax (60 s) after they
 // opened: the window grows with the wave and ends with it. A wave of joiners then costs about one request per 20
 // memberships, where waiting reconciles could only ever batch the few
 // additions that were in flight at the same moment. An urgent addition that
@@ -60,11 +60,11 @@ type memberBatch struct {
 
 // A single change waits idle (25 ms) before it is sent; during a wave of
 // joiners, batches fill for up to maxAge (1 s) or 20 members; held
-// additions wait while the wave lasts (holdQuiet 2 s, holdMax 30 s). Graph does not allow a manager in the
+// additions wait while the wave lasts (holdQuiet 5 s, holdMax 60 s). Graph does not allow a manager in the
 // create request (the manager is its own write), so these batches are where
 // a wave saves writes.
 func newMemberBatcher(d Directory, throttledUntil func() time.Time) *memberBatcher {
-	return &memberBatcher{dir: d, idle: 25 * time.Millisecond, maxAge: time.Second, holdQuiet: 2 * time.Second, holdMax: 30 * time.Second, max: 20,
+	return &memberBatcher{dir: d, idle: 25 * time.Millisecond, maxAge: time.Second, holdQuiet: 5 * time.Second, holdMax: time.Minute, max: 20,
 		throttledUntil: throttledUntil, maxHold: 30 * time.Second, sendTimeout: 2 * time.Minute, pending: map[string]*memberBatch{}}
 }
 
@@ -198,11 +198,16 @@ func (b *memberBatcher) timer(groupID string, batch *memberBatch) {
 		}
 		if b.throttledUntil != nil {
 			// Throttled: hold the batch until Graph's Retry-After has
-			// passed (it fills meanwhile), but never past maxHold.
+			// passed (it fills meanwhile), but never past maxHold (or
+			// past when it was due anyway).
 			if until := b.throttledUntil(); until.After(due) {
+				limit := batch.created.Add(b.maxHold)
+				if limit.Before(due) {
+					limit = due
+				}
 				due = until
-				if hold := batch.created.Add(b.maxHold); hold.Before(due) {
-					due = hold
+				if limit.Before(due) {
+					due = limit
 				}
 			}
 		}

@@ -30,7 +30,7 @@ var heldAdditionsTotal = promauto.NewCounter(prometheus.CounterOpts{
 // (phase pre_hire) does not wait for its group additions: it records them
 // in the state bucket under "held.adds.<person id>", hands them to the
 // batcher (memberBatcher.Hold), which sends them once their group's batch
-// is full or the wave of joiners is over (2 s without a held addition, 30 s
+// is full or the wave of joiners is over (5 s without a held addition, 60 s
 // at most), and returns, so the person's partition moves on.
 // Only then can a wave of joiners fill Graph's 20-member requests. Nobody
 // signs in with a disabled account, so those seconds cost nothing; creates,
@@ -61,14 +61,15 @@ var heldAdditionsTotal = promauto.NewCounter(prometheus.CounterOpts{
 // Every change to a record is a compare-and-set on its revision, a record
 // is deleted only at the revision that was read empty, and the deadlines
 // tolerate clock differences between processes of up to the margin between
-// the longest hold (30 s, throttled or not) plus the send timeout (2 min) and
+// the longest hold (60 s, throttled or not) plus the send timeout (2 min) and
 // the deadline (5 min).
 const heldAddsPrefix = "held.adds."
 
 const (
 	// heldDeadline: after Queued+heldDeadline the holder never writes the
-	// additions any more (the batcher sends a batch at most maxHold after
-	// it opened, within sendTimeout), and others take over.
+	// additions any more (the batcher sends a batch at most holdMax, 60 s,
+	// after it opened, and the request ends within sendTimeout, 2 min), and
+	// others take over.
 	heldDeadline = 5 * time.Minute
 	// heldSweeps bounds how often the sweep queues a person for the same
 	// entry; after that the entry is dropped with an error, and the daily

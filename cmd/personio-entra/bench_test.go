@@ -666,6 +666,7 @@ func benchOnboarding(b *testing.B, budget int, window time.Duration) {
 		b.ReportMetric(float64(c.Total)/hires, "graph-req/hire")
 		b.ReportMetric(100*share, "budget-used-%")
 		b.ReportMetric(float64(c.Throttled), "throttled")
+		b.ReportMetric(float64(2*hires)/float64(max(1, c.ByRoute["PATCH /groups/{id}"])), "members/group-write")
 		b.ReportMetric(total.Seconds(), "s/1000-hires")
 		m.report(b, "onboarding")
 		b.Logf("budget %d writes / %s: %d hires in %s, %d writes applied (%.2f per hire), %d Graph requests, %d throttled (429); budget used while the backlog lasted %.1f%%; requests by route (429s included): %s; memory: %s",
@@ -778,6 +779,9 @@ func benchReconcilesPerHire(b *testing.B, hires int, burst bool) {
 		deliveries0 := len(s.personio.Deliveries())
 		rec0 := benchReconciles(b)
 		sup0 := benchCounter(b, "personio_entra_queue_superseded_total")
+		cov0 := benchCounter(b, "personio_entra_queue_covered_total")
+		reads0 := benchCounter(b, "personio_entra_cover_reads_total")
+		p0 := s.personio.Requests()
 		b.StartTimer()
 		t0 := time.Now()
 		hire := func(i int) {
@@ -816,10 +820,15 @@ func benchReconcilesPerHire(b *testing.B, hires int, burst bool) {
 		webhooks := len(s.personio.Deliveries()) - deliveries0
 		rec := benchReconciles(b) - rec0
 		sup := benchCounter(b, "personio_entra_queue_superseded_total") - sup0
+		cov := benchCounter(b, "personio_entra_queue_covered_total") - cov0
+		reads := benchCounter(b, "personio_entra_cover_reads_total") - reads0
+		preq := s.personio.Requests() - p0
 		b.ReportMetric(rec/float64(hires), "reconciles/hire")
 		b.ReportMetric(float64(webhooks)/float64(hires), "webhooks/hire")
 		b.ReportMetric(sup/float64(hires), "superseded/hire")
-		b.Logf("%d joiners (burst %t): %d webhooks, %.0f reconciles (%.2f per joiner), %.0f superseded, %s",
-			hires, burst, webhooks, rec, rec/float64(hires), sup, took.Round(100*time.Millisecond))
+		b.ReportMetric(cov/float64(hires), "covered/hire")
+		b.ReportMetric(float64(preq)/float64(hires), "personio-req/hire")
+		b.Logf("%d joiners (burst %t): %d webhooks, %.0f reconciles (%.2f per joiner), %.0f superseded, %.0f covered (%.0f second reads), %d Personio requests, %s",
+			hires, burst, webhooks, rec, rec/float64(hires), sup, cov, reads, preq, took.Round(100*time.Millisecond))
 	}
 }
