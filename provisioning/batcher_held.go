@@ -40,8 +40,10 @@ var heldAdditionsTotal = promauto.NewCounter(prometheus.CounterOpts{
 //
 // The record is what makes holding safe:
 //
-//   - When the additions are written, the holder removes its entry. When a
-//     request failed, it queues the person (reason "held-additions"), whose
+//   - When the additions are written, the holder removes its entry, not at
+//     once but after the wave (every minute and when it stops), so that a
+//     wave does not spend one more store write per joiner. When a request
+//     failed, it queues the person (reason "held-additions"), whose
 //     reconcile plans the missing memberships again, and only then removes
 //     the entry; if queuing fails too, the entry stays, marked failed.
 //   - A process that stops drains its batches first (Engine.DrainHeld). One
@@ -112,12 +114,16 @@ type heldAdditions struct {
 	n      atomic.Uint64
 
 	mu       sync.Mutex
-	inflight map[string]chan struct{} // token → closed once written and the record updated
-	wg       sync.WaitGroup
+	inflight map[string]chan struct{} // token → closed once written
+	// written: person → tokens written whose entries are still recorded;
+	// they are removed after the wave (cleanWritten), so that a wave does
+	// not spend a store write per joiner on it.
+	written map[string][]string
+	wg      sync.WaitGroup
 }
 
 func newHeldAdditions() *heldAdditions {
-	return &heldAdditions{prefix: strconv.FormatInt(time.Now().UnixNano(), 36), inflight: map[string]chan struct{}{}}
+	return &heldAdditions{prefix: strconv.FormatInt(time.Now().UnixNano(), 36), inflight: map[string]chan struct{}{}, written: map[string][]string{}}
 }
 
 func (h *heldAdditions) start() (string, chan struct{}) {
@@ -134,6 +140,27 @@ func (h *heldAdditions) finish(token string, done chan struct{}) {
 	delete(h.inflight, token)
 	h.mu.Unlock()
 	close(done)
+}
+
+func (h *heldAdditions) markWritten(personID, token string) {
+	h.mu.Lock()
+	h.written[personID] = append(h.written[personID], token)
+	h.mu.Unlock()
+}
+
+// isWritten reports whether this process wrote the entry's additions.
+func (h *heldAdditions) isWritten(personID, token string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Contains(h.written[personID], token)
+}
+
+func (h *heldAdditions) takeWritten() map[string][]string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	w := h.written
+	h.written = map[string][]string{}
+	return w
 }
 
 // local returns the done channel of an entry this process holds, or nil.
@@ -199,32 +226,60 @@ func (e *Engine) holdAdditions(ctx context.Context, log *slog.Logger, now time.T
 	return true
 }
 
-// completeHeld removes a written entry. A failed or superseded one queues
-// the person first (the reconcile re-plans from Entra); if that fails the
-// entry stays, marked failed, for the sweep.
+// completeHeld settles an entry whose additions were sent. A failed or
+// superseded one queues the person (the reconcile re-plans from Entra) and
+// is removed; if queuing fails it stays, marked failed, for the sweep. A
+// written one is removed later by cleanWritten (one read now, no write).
 func (e *Engine) completeHeld(ctx context.Context, log *slog.Logger, personID, token string, failed bool) {
+	if !failed {
+		rec, _, err := e.readHeld(ctx, personID)
+		i := rec.index(token)
+		if err == nil && i >= 0 && !rec.Entries[i].Superseded {
+			e.held.markWritten(personID, token)
+			return
+		}
+	}
+	e.removeHeld(ctx, log, personID, []string{token}, failed)
+}
+
+// removeHeld removes the person's entries with these tokens; any of them
+// that failed (failed) or was superseded queues the person first.
+func (e *Engine) removeHeld(ctx context.Context, log *slog.Logger, personID string, tokens []string, failed bool) {
 	enqueued := false
 	err := e.updateHeld(ctx, personID, func(r *heldRecord) bool {
-		i := r.index(token)
-		if i < 0 {
-			return false // taken over after its deadline
-		}
-		if (failed || r.Entries[i].Superseded) && !enqueued {
-			if err := e.cfg.Enqueuer.Enqueue(ctx, personID, ReasonHeldAdditions); err != nil {
-				log.Error("queue the person after held group additions; the sweep retries", "err", err)
-				if r.Entries[i].Failed {
-					return false
-				}
-				r.Entries[i].Failed = true
-				return true
+		changed := false
+		for _, token := range tokens {
+			i := r.index(token)
+			if i < 0 {
+				continue // taken over after its deadline
 			}
-			enqueued = true
+			if (failed || r.Entries[i].Superseded) && !enqueued {
+				if err := e.cfg.Enqueuer.Enqueue(ctx, personID, ReasonHeldAdditions); err != nil {
+					log.Error("queue the person after held group additions; the sweep retries", "err", err)
+					if !r.Entries[i].Failed {
+						r.Entries[i].Failed, changed = true, true
+					}
+					continue
+				}
+				enqueued = true
+			}
+			r.Entries = slices.Delete(r.Entries, i, i+1)
+			changed = true
 		}
-		r.Entries = slices.Delete(r.Entries, i, i+1)
-		return true
+		return changed
 	})
 	if err != nil {
 		log.Error("update the record of held group additions; the sweep looks at it after its deadline", "err", err)
+	}
+}
+
+// cleanWritten removes the entries whose additions this process wrote
+// (after a wave, from the sweep loop and when the process stops). A process
+// that dies first leaves them to the sweep of the others: the person is
+// reconciled once more, which finds the memberships and clears them.
+func (e *Engine) cleanWritten(ctx context.Context) {
+	for personID, tokens := range e.held.takeWritten() {
+		e.removeHeld(ctx, e.log.With("person_id", personID), personID, tokens, false)
 	}
 }
 
@@ -266,7 +321,7 @@ func (e *Engine) settleHeld(ctx context.Context, personID string) ([]string, err
 	foreign := false
 	for _, en := range rec.Entries {
 		switch {
-		case en.Failed || !now.Before(en.Deadline):
+		case en.Failed || !now.Before(en.Deadline) || e.held.isWritten(personID, en.Token):
 			stale = append(stale, en.Token)
 		case e.held.local(en.Token) == nil && !en.Superseded:
 			foreign = true
@@ -277,7 +332,7 @@ func (e *Engine) settleHeld(ctx context.Context, personID string) ([]string, err
 			changed := false
 			for i := range r.Entries {
 				en := &r.Entries[i]
-				if !en.Failed && now.Before(en.Deadline) && !en.Superseded && e.held.local(en.Token) == nil {
+				if !en.Failed && now.Before(en.Deadline) && !en.Superseded && e.held.local(en.Token) == nil && !e.held.isWritten(personID, en.Token) {
 					en.Superseded, changed = true, true
 				}
 			}
@@ -382,7 +437,7 @@ func (e *Engine) SweepHeldAdditions(ctx context.Context) (int, error) {
 			for i := 0; i < len(r.Entries); i++ {
 				en := &r.Entries[i]
 				due := en.Failed || !now.Before(en.Deadline)
-				if !due || e.held.local(en.Token) != nil || (!en.SweptAt.IsZero() && now.Sub(en.SweptAt) < heldDeadline) {
+				if !due || e.held.local(en.Token) != nil || e.held.isWritten(personID, en.Token) || (!en.SweptAt.IsZero() && now.Sub(en.SweptAt) < heldDeadline) {
 					continue
 				}
 				if en.Swept >= heldSweeps {
@@ -428,6 +483,7 @@ func (e *Engine) RunHeldSweep(ctx context.Context, every time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			e.cleanWritten(ctx)
 			if _, err := e.SweepHeldAdditions(ctx); err != nil && ctx.Err() == nil {
 				e.log.Error("sweep of held group additions", "err", err)
 			}
@@ -445,6 +501,7 @@ func (e *Engine) DrainHeld(ctx context.Context) error {
 	go func() { e.held.wg.Wait(); close(done) }()
 	select {
 	case <-done:
+		e.cleanWritten(ctx)
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("record held group additions: %w", ctx.Err())
