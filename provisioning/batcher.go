@@ -162,6 +162,16 @@ func (b *memberBatcher) Flush(users ...string) {
 	}
 }
 
+// quietFor is how long ago the last held addition came (long ago when none).
+func (b *memberBatcher) quietFor() time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.lastHeld.IsZero() {
+		return time.Duration(1<<63 - 1)
+	}
+	return time.Since(b.lastHeld)
+}
+
 // Drain sends every open batch now and waits until every request is done
 // (or ctx ends): nothing held is left behind when the process stops.
 func (b *memberBatcher) Drain(ctx context.Context) error {

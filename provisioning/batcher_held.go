@@ -41,8 +41,9 @@ var heldAdditionsTotal = promauto.NewCounter(prometheus.CounterOpts{
 // The record is what makes holding safe:
 //
 //   - When the additions are written, the holder removes its entry, not at
-//     once but after the wave (every minute and when it stops), so that a
-//     wave does not spend one more store write per joiner. When a request
+//     once but after the wave (30 s without a held addition, or 2 minutes
+//     after the first written entry, checked every minute, and when it
+//     stops), so that a wave does not spend one more store write per joiner. When a request
 //     failed, it queues the person (reason "held-additions"), whose
 //     reconcile plans the missing memberships again, and only then removes
 //     the entry; if queuing fails too, the entry stays, marked failed.
@@ -118,8 +119,9 @@ type heldAdditions struct {
 	// written: person → tokens written whose entries are still recorded;
 	// they are removed after the wave (cleanWritten), so that a wave does
 	// not spend a store write per joiner on it.
-	written map[string][]string
-	wg      sync.WaitGroup
+	written      map[string][]string
+	writtenSince time.Time // the oldest token in written
+	wg           sync.WaitGroup
 }
 
 func newHeldAdditions() *heldAdditions {
@@ -144,6 +146,9 @@ func (h *heldAdditions) finish(token string, done chan struct{}) {
 
 func (h *heldAdditions) markWritten(personID, token string) {
 	h.mu.Lock()
+	if len(h.written) == 0 {
+		h.writtenSince = time.Now()
+	}
 	h.written[personID] = append(h.written[personID], token)
 	h.mu.Unlock()
 }
@@ -270,6 +275,19 @@ func (e *Engine) removeHeld(ctx context.Context, log *slog.Logger, personID stri
 	})
 	if err != nil {
 		log.Error("update the record of held group additions; the sweep looks at it after its deadline", "err", err)
+	}
+}
+
+// cleanWrittenAfterWave runs cleanWritten once no held addition came for
+// 30 s, or when the oldest written entry is 2 minutes old (well before its
+// deadline, after which other workers would queue the person again).
+func (e *Engine) cleanWrittenAfterWave(ctx context.Context) {
+	e.held.mu.Lock()
+	oldest := e.held.writtenSince
+	pending := len(e.held.written) > 0
+	e.held.mu.Unlock()
+	if pending && (e.members.quietFor() >= 30*time.Second || time.Since(oldest) >= 2*time.Minute) {
+		e.cleanWritten(ctx)
 	}
 }
 
@@ -483,7 +501,7 @@ func (e *Engine) RunHeldSweep(ctx context.Context, every time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			e.cleanWritten(ctx)
+			e.cleanWrittenAfterWave(ctx)
 			if _, err := e.SweepHeldAdditions(ctx); err != nil && ctx.Err() == nil {
 				e.log.Error("sweep of held group additions", "err", err)
 			}

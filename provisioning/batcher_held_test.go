@@ -278,3 +278,45 @@ func (q *failingQueue) Enqueue(_ context.Context, personID, _ string) error {
 	q.enqueued = append(q.enqueued, personID)
 	return nil
 }
+
+// A written addition's entry stays until the wave is over (no store write
+// per joiner during it) and is removed then; a worker that dies before
+// leaves it to the others' sweep, whose reconcile finds the membership.
+func TestWrittenEntriesAreRemovedAfterTheWave(t *testing.T) {
+	env := newEngineEnv(t)
+	provisioning.SetHoldMax(env.eng, 50*time.Millisecond)
+	env.src.Set(employee("1", "Pia", "Prehire", preHire))
+	u := env.reconcile(t, "1").Plan.UserID
+	waitUntil(t, "the held addition to be written", func() bool { return env.dir.IsMember(env.finance, u) })
+	if keys := heldKeys(t, env); len(keys) != 1 {
+		t.Fatalf("held records %v right after the write, want the entry kept until the wave is over", keys)
+	}
+	// A later reconcile in the same process treats it as done: no wait, no
+	// superseded mark, and it clears it.
+	env.reconcile(t, "1")
+	if keys := heldKeys(t, env); len(keys) != 0 {
+		t.Fatalf("held records %v after the next reconcile, want none", keys)
+	}
+
+	env.src.Set(employee("2", "Pat", "Prehire", preHire))
+	u2 := env.reconcile(t, "2").Plan.UserID
+	waitUntil(t, "the held addition to be written", func() bool { return env.dir.IsMember(env.finance, u2) })
+	drain(t, env.eng) // waits for the holder, then cleans up as after a wave
+	if keys := heldKeys(t, env); len(keys) != 0 {
+		t.Fatalf("held records %v after the clean-up, want none", keys)
+	}
+	if n := len(env.q.Enqueued()); n != 0 {
+		t.Errorf("people queued for written additions: %v", env.q.Enqueued())
+	}
+}
+
+func waitUntil(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
