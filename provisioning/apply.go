@@ -78,27 +78,34 @@ func (e *Engine) writeBackEmail(ctx context.Context, log *slog.Logger, now time.
 func (e *Engine) applyChanges(ctx context.Context, log *slog.Logger, now time.Time, trigger string, res *Result, userID string, changes []Change) error {
 	var firstErr error
 	// Group additions are independent of each other: send them together so
-	// that each joins its group's batch at once.
+	// that each joins its group's batch at once. Those of an account that
+	// stays disabled until its start date are held instead of waited for
+	// (batcher_held.go): they are audited when they are written.
 	addErrs := map[int]error{}
+	held := map[int]bool{}
 	for i, c := range changes {
 		var err error
+		if held[i] {
+			continue
+		}
 		switch {
+		case c.Kind == AddMember && (i == 0 || changes[i-1].Kind != AddMember) && e.canHold(res.Plan):
+			j := i
+			for j < len(changes) && changes[j].Kind == AddMember {
+				j++
+			}
+			if e.holdAdditions(ctx, log, now, trigger, res.Plan, userID, changes[i:j]) {
+				for k := i; k < j; k++ {
+					held[k] = true
+				}
+				continue
+			}
+			err = e.addAll(ctx, userID, changes, i, addErrs)
 		case c.Kind != AddMember:
 			err = e.applyOne(ctx, userID, c)
 		case i == 0 || changes[i-1].Kind != AddMember:
 			// First of a run of additions: send the whole run at once.
-			var wg sync.WaitGroup
-			var mu sync.Mutex
-			for j := i; j < len(changes) && changes[j].Kind == AddMember; j++ {
-				wg.Go(func() {
-					err := e.applyOne(ctx, userID, changes[j])
-					mu.Lock()
-					addErrs[j] = err
-					mu.Unlock()
-				})
-			}
-			wg.Wait()
-			err = addErrs[i]
+			err = e.addAll(ctx, userID, changes, i, addErrs)
 		default:
 			err = addErrs[i]
 		}
@@ -111,7 +118,10 @@ func (e *Engine) applyChanges(ctx context.Context, log *slog.Logger, now time.Ti
 			// retry; treat the account as protected (docs/safety.md).
 			e.record(ctx, log, now, trigger, res.Plan, c, ResultFailed, "forbidden: account treated as protected", err)
 			res.Failed++
-			for _, rest := range changes[i+1:] {
+			for k, rest := range changes[i+1:] {
+				if held[i+1+k] {
+					continue // audited when written
+				}
 				e.record(ctx, log, now, trigger, res.Plan, rest, ResultSkipped, "earlier change was forbidden", nil)
 				res.Skipped++
 			}
@@ -128,6 +138,23 @@ func (e *Engine) applyChanges(ctx context.Context, log *slog.Logger, now time.Ti
 		return e.classify(firstErr)
 	}
 	return nil
+}
+
+// addAll sends the run of additions starting at changes[i] at once and
+// stores each result in errs; it returns the first one's.
+func (e *Engine) addAll(ctx context.Context, userID string, changes []Change, i int, errs map[int]error) error {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for j := i; j < len(changes) && changes[j].Kind == AddMember; j++ {
+		wg.Go(func() {
+			err := e.applyOne(ctx, userID, changes[j])
+			mu.Lock()
+			errs[j] = err
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return errs[i]
 }
 
 func (e *Engine) applyOne(ctx context.Context, userID string, c Change) error {

@@ -134,3 +134,80 @@ func TestMemberBatcherHoldsWhileThrottled(t *testing.T) {
 		t.Errorf("held %s, want about maxHold (200ms)", d)
 	}
 }
+
+// Held additions fill requests of at most 20 members, each user once; an
+// urgent addition that joins a held batch sends it at the urgent pace,
+// held members included; a held batch is sent when it is holdMax old.
+func TestMemberBatcherHold(t *testing.T) {
+	t.Run("45 held additions: 20 + 20 + 5, none over 20", func(t *testing.T) {
+		rec := &addRecorder{}
+		b := newMemberBatcher(rec, nil)
+		b.holdMax, b.holdQuiet = 300*time.Millisecond, time.Hour
+		var waits []func(context.Context) error
+		for i := range 45 {
+			waits = append(waits, b.Hold("g1", fmt.Sprintf("u%02d", i)))
+			if i == 7 {
+				waits = append(waits, b.Hold("g1", "u07")) // the same addition again
+			}
+		}
+		for i, w := range waits {
+			if err := w(context.Background()); err != nil {
+				t.Errorf("held addition %d: %v", i, err)
+			}
+		}
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		var sizes []int
+		var all []string
+		for _, c := range rec.calls {
+			sizes = append(sizes, len(c))
+			all = append(all, c...)
+		}
+		slices.Sort(all)
+		if !slices.Equal(sizes, []int{20, 20, 5}) || len(slices.Compact(all)) != 45 || len(all) != 45 {
+			t.Errorf("requests of %v members, %d users in all; want 20, 20, 5 and every user once", sizes, len(all))
+		}
+	})
+	t.Run("an urgent addition takes the held batch with it", func(t *testing.T) {
+		rec := &addRecorder{}
+		b := newMemberBatcher(rec, nil)
+		b.holdMax, b.holdQuiet = time.Hour, time.Hour
+		w1, w2 := b.Hold("g1", "held1"), b.Hold("g1", "held2")
+		start := time.Now()
+		if err := b.Add(context.Background(), "g1", "urgent"); err != nil {
+			t.Fatal(err)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("urgent addition waited %s behind held ones", d)
+		}
+		if w1(context.Background()) != nil || w2(context.Background()) != nil {
+			t.Error("held additions failed")
+		}
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		if len(rec.calls) != 1 || len(rec.calls[0]) != 3 {
+			t.Errorf("requests %v, want one carrying all three", rec.calls)
+		}
+	})
+	t.Run("Flush sends a user's held batches now", func(t *testing.T) {
+		rec := &addRecorder{}
+		b := newMemberBatcher(rec, nil)
+		b.holdMax, b.holdQuiet = time.Hour, time.Hour
+		w := b.Hold("g1", "u1")
+		b.Hold("g2", "u2")
+		b.Flush("u1")
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := w(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Drain(ctx); err != nil {
+			t.Fatal(err)
+		}
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		if len(rec.calls) != 2 || !slices.Equal(rec.calls[0], []string{"u1"}) {
+			t.Errorf("requests %v, want u1's first, then u2's at the drain", rec.calls)
+		}
+	})
+}

@@ -129,6 +129,7 @@ type Engine struct {
 	groupsMu sync.Mutex
 	groups   map[string]groupState // key → resolved
 	members  *memberBatcher
+	held     *heldAdditions // additions of disabled pre-hires, batcher_held.go
 
 	own   *Ownership
 	guard *Guard
@@ -174,6 +175,7 @@ func New(cfg Config) (*Engine, error) {
 		throttledUntil = t.ThrottledUntil
 	}
 	e.members = newMemberBatcher(e.cfg.Directory, throttledUntil)
+	e.held = newHeldAdditions()
 	if cfg.State == nil {
 		cfg.State = NewMemKV()
 		e.cfg.State = cfg.State
@@ -224,9 +226,13 @@ func (e *Engine) Handle(ctx context.Context, personID string) (work.Result, erro
 	if w, ok := work.From(ctx); ok && w.Reason == model.EventPersonCreated && w.Attempt == 1 && e.cfg.CreatedSettle > 0 {
 		return work.Result{RequeueAfter: e.cfg.CreatedSettle}, nil
 	}
+	ctx, cr := withCoverRun(ctx)
 	_, err := e.Reconcile(ctx, personID, work.Reason(ctx))
 	if err != nil && terminal(err) && !work.IsTerminal(err) {
 		err = work.Terminal(err)
+	}
+	if err == nil {
+		e.cover(ctx, personID, cr) // coverage.go
 	}
 	return work.Result{}, err
 }
@@ -293,7 +299,13 @@ func (e *Engine) reconcile(ctx context.Context, personID, trigger string, m mode
 	log := e.log.With("person_id", personID, "trigger", trigger)
 	obs := observer(ctx) // nil unless Explain asked (explain.go)
 
+	if !planOnly {
+		beforeSourceRead(ctx)
+	}
 	emp, err := e.cfg.Source.GetEmployee(ctx, personID)
+	if err == nil && !planOnly {
+		sourceRead(ctx, emp)
+	}
 	var d rules.Desired
 	deleted := false
 	switch {
@@ -384,6 +396,13 @@ func (e *Engine) reconcile(ctx context.Context, personID, trigger string, m mode
 	if err := e.checkRehire(user, d, now); err != nil {
 		return Result{}, err
 	}
+	var staleHeld []string
+	if user != nil && !planOnly {
+		// Held group additions of an earlier reconcile go first.
+		if staleHeld, err = e.settleHeld(ctx, personID); err != nil {
+			return Result{}, fmt.Errorf("reconcile %s: %w", personID, err)
+		}
+	}
 	var actual Actual
 	if snap != nil && (lr == nil || lr.restore == nil) {
 		actual, err = e.snapshotActual(ctx, snap, user, d)
@@ -468,6 +487,7 @@ func (e *Engine) reconcile(ctx context.Context, personID, trigger string, m mode
 	if err := e.schedule(ctx, log, res.Plan, d); err != nil {
 		return res, err
 	}
+	e.clearHeld(ctx, log, personID, staleHeld)
 	if len(groupErrs) > 0 && len(d.Groups) > 0 {
 		log.Error("some managed groups cannot be used", "err", errors.Join(groupErrs...))
 	}

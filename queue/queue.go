@@ -145,6 +145,8 @@ type Queue struct {
 	// deadLetterNotices: raise the dead_lettered notice (notify.go).
 	deadLetterNotices atomic.Bool
 	async             asyncPublisher // webhook publishes (publish_async.go)
+	// coverKV is the state bucket that records covered work (coalesce.go).
+	coverKV atomic.Pointer[jetstream.KeyValue]
 }
 
 // Open creates or updates the streams and consumers (idempotent, so every

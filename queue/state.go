@@ -64,6 +64,11 @@ func (s StateStore) Delete(ctx context.Context, key string) error {
 	return err
 }
 
+// DeleteRevision deletes key only while its revision is rev (compare-and-delete).
+func (s StateStore) DeleteRevision(ctx context.Context, key string, rev uint64) error {
+	return s.kv.Delete(ctx, key, jetstream.LastRevision(rev))
+}
+
 func (s StateStore) Keys(ctx context.Context, prefix string) ([]string, error) {
 	lister, err := s.kv.ListKeysFiltered(ctx, prefix+">")
 	if errors.Is(err, jetstream.ErrNoKeysFound) {

@@ -59,6 +59,7 @@ func (q *Queue) RunWorkers(ctx context.Context, h Handler, r Resolver) error {
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
 
+	q.openCoverage(ctx)
 	var wg sync.WaitGroup
 	for k := 0; k < q.cfg.Partitions; k++ {
 		wg.Go(func() {
@@ -189,6 +190,18 @@ func (q *Queue) process(workCtx context.Context, log *slog.Logger, msg jetstream
 	// handler re-reads the source of truth, so work for a person that has
 	// not started is redundant when newer work for them is already stored
 	// behind it; that newer message runs instead, later in this partition.
+	if perr == nil && target.personID != "" && target.kind == kindEvent && q.covered(workCtx, log, target.personID, md) {
+		// Covered (docs/jetstream.md#covered-work): a run of the person
+		// that succeeded read Personio after this event was stored.
+		opCtx, cancel := context.WithTimeout(context.WithoutCancel(workCtx), q.cfg.OpTimeout)
+		defer cancel()
+		if err := msg.DoubleAck(opCtx); err != nil {
+			log.Warn("workers: ack of covered work not confirmed; it comes back and is checked again", slog.Any("err", err))
+		}
+		coveredTotal.Inc()
+		log.Debug("work covered by an earlier run of the person, not run")
+		return
+	}
 	if perr == nil && target.personID != "" {
 		if newer, ok := q.superseded(workCtx, log, msg, md); ok {
 			opCtx, cancel := context.WithTimeout(context.WithoutCancel(workCtx), q.cfg.OpTimeout)
@@ -206,6 +219,7 @@ func (q *Queue) process(workCtx context.Context, log *slog.Logger, msg jetstream
 
 	var herr error
 	var res work.Result
+	var cov *coverage
 	switch {
 	case perr != nil:
 		herr = work.Terminal(perr)
@@ -214,7 +228,13 @@ func (q *Queue) process(workCtx context.Context, log *slog.Logger, msg jetstream
 		// reported back, its worker died or overran AckWait.
 		herr = fmt.Errorf("attempt %d did not finish (worker stopped or exceeded the ack wait of %s)", attempt-1, q.cfg.AckWait)
 	default:
-		res, herr = q.runHandler(workCtx, msg, w, fn)
+		hctx := workCtx
+		if target.personID != "" {
+			if cov = q.newCoverage(msg.Subject(), md.Sequence.Stream); cov != nil {
+				hctx = work.WithCoverage(workCtx, cov)
+			}
+		}
+		res, herr = q.runHandler(hctx, msg, w, fn)
 	}
 
 	opCtx, cancel := context.WithTimeout(context.WithoutCancel(workCtx), q.cfg.OpTimeout)
@@ -230,6 +250,9 @@ func (q *Queue) process(workCtx context.Context, log *slog.Logger, msg jetstream
 		log.Debug("work requeued", "requeue_after", res.RequeueAfter)
 
 	case herr == nil && res.RequeueAfter == 0:
+		if cov != nil {
+			cov.save(opCtx, log, target.personID)
+		}
 		// DoubleAck: a lost ack would re-run the whole reconcile
 		// (docs/jetstream.md#consumers-and-acknowledgements).
 		if err := msg.DoubleAck(opCtx); err != nil {

@@ -25,6 +25,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -633,8 +634,12 @@ func benchOnboarding(b *testing.B, budget int, window time.Duration) {
 		// Let the previous window's writes age out of the budget.
 		s.entra.Reset()
 		mem := startBenchMemSampler()
+		seq0 := benchStreamSeqs(b, s)
+		deliveries0 := len(s.personio.Deliveries())
+		cpu0 := benchCPU()
 		b.StartTimer()
 		t0 := time.Now()
+		intake := make(chan time.Duration, 1)
 		for i := range hires {
 			p := active[i%len(active)] // shares memory with the template: replace, never mutate, nested parts
 			p.ID = strconv.Itoa(200000 + iter*hires + i)
@@ -648,6 +653,7 @@ func benchOnboarding(b *testing.B, budget int, window time.Duration) {
 			e.CreatedAt, e.UpdatedAt = time.Time{}, time.Time{}
 			s.personio.UpsertPerson(p)
 		}
+		go func() { s.personio.WaitDeliveries(); intake <- time.Since(t0) }()
 		// Done when every hire is complete in Entra (disabled until the
 		// start date, manager set, both groups). Under throttling failed
 		// reconciles wait in the queue's backoff, so counting reconciles
@@ -656,6 +662,28 @@ func benchOnboarding(b *testing.B, budget int, window time.Duration) {
 		b.StopTimer()
 		m := mem.Stop()
 		c := s.entra.Requests()
+		cpu := benchCPU() - cpu0
+		var intakeDone time.Duration
+		select {
+		case intakeDone = <-intake:
+		case <-time.After(time.Minute):
+		}
+		refused := 0
+		ds := s.personio.Deliveries()[deliveries0:]
+		for _, d := range ds {
+			if !d.Delivered {
+				refused++
+			}
+		}
+		stored := benchStreamSeqs(b, s)
+		var storedAll uint64
+		var byStream []string
+		for _, name := range slices.Sorted(maps.Keys(stored)) {
+			n := stored[name] - seq0[name]
+			storedAll += n
+			byStream = append(byStream, fmt.Sprintf("%s=%d", name, n))
+		}
+		b.ReportMetric(float64(storedAll)/hires, "jetstream-msgs/hire")
 		// entratest counts a write request before admitting it: a 429 is a
 		// write attempt that consumed no budget (no reads are throttled here).
 		applied := c.Writes - c.Throttled
@@ -669,12 +697,42 @@ func benchOnboarding(b *testing.B, budget int, window time.Duration) {
 		b.ReportMetric(float64(c.Total)/hires, "graph-req/hire")
 		b.ReportMetric(100*share, "budget-used-%")
 		b.ReportMetric(float64(c.Throttled), "throttled")
+		b.ReportMetric(float64(2*hires)/float64(max(1, c.ByRoute["PATCH /groups/{id}"])), "members/group-write")
 		b.ReportMetric(total.Seconds(), "s/1000-hires")
 		m.report(b, "onboarding")
+		b.ReportMetric(cpu.Seconds(), "cpu-s")
+		b.Logf("CPU time of the process (product, simulators and NATS): %s over %s of wall time", cpu.Round(100*time.Millisecond), total.Round(100*time.Millisecond))
+		b.Logf("webhooks: %d deliveries for %d events, %d not acknowledged in time (Personio retries those), the last answered after %s; JetStream messages stored while the hires ran: %d (%.1f per hire; %s)",
+			len(ds), 2*hires, refused, intakeDone.Round(100*time.Millisecond), storedAll, float64(storedAll)/hires, strings.Join(byStream, ", "))
 		b.Logf("budget %d writes / %s: %d hires in %s, %d writes applied (%.2f per hire), %d Graph requests, %d throttled (429); budget used while the backlog lasted %.1f%%; requests by route (429s included): %s; memory: %s",
 			budget, window, hires, total.Round(100*time.Millisecond), applied, float64(applied)/hires, c.Total, c.Throttled,
 			100*share, benchRoutes(c), m)
 	}
+}
+
+// benchCPU is the CPU time this process has used (user + system).
+func benchCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// benchStreamSeqs returns each JetStream stream's last sequence: the
+// difference between two calls is the number of messages stored between
+// them (each one a synced write with the embedded server's sync always).
+func benchStreamSeqs(tb testing.TB, s *stack) map[string]uint64 {
+	tb.Helper()
+	out := map[string]uint64{}
+	lister := s.app.q.JetStream().ListStreams(context.Background())
+	for info := range lister.Info() {
+		out[info.Config.Name] = info.State.LastSeq
+	}
+	if err := lister.Err(); err != nil {
+		tb.Fatalf("list streams: %v", err)
+	}
+	return out
 }
 
 // BenchmarkManagerAfterReport: a report is created before their manager
@@ -781,6 +839,9 @@ func benchReconcilesPerHire(b *testing.B, hires int, burst bool) {
 		deliveries0 := len(s.personio.Deliveries())
 		rec0 := benchReconciles(b)
 		sup0 := benchCounter(b, "personio_entra_queue_superseded_total")
+		cov0 := benchCounter(b, "personio_entra_queue_covered_total")
+		reads0 := benchCounter(b, "personio_entra_cover_reads_total")
+		p0 := s.personio.Requests()
 		b.StartTimer()
 		t0 := time.Now()
 		hire := func(i int) {
@@ -819,10 +880,15 @@ func benchReconcilesPerHire(b *testing.B, hires int, burst bool) {
 		webhooks := len(s.personio.Deliveries()) - deliveries0
 		rec := benchReconciles(b) - rec0
 		sup := benchCounter(b, "personio_entra_queue_superseded_total") - sup0
+		cov := benchCounter(b, "personio_entra_queue_covered_total") - cov0
+		reads := benchCounter(b, "personio_entra_cover_reads_total") - reads0
+		preq := s.personio.Requests() - p0
 		b.ReportMetric(rec/float64(hires), "reconciles/hire")
 		b.ReportMetric(float64(webhooks)/float64(hires), "webhooks/hire")
 		b.ReportMetric(sup/float64(hires), "superseded/hire")
-		b.Logf("%d joiners (burst %t): %d webhooks, %.0f reconciles (%.2f per joiner), %.0f superseded, %s",
-			hires, burst, webhooks, rec, rec/float64(hires), sup, took.Round(100*time.Millisecond))
+		b.ReportMetric(cov/float64(hires), "covered/hire")
+		b.ReportMetric(float64(preq)/float64(hires), "personio-req/hire")
+		b.Logf("%d joiners (burst %t): %d webhooks, %.0f reconciles (%.2f per joiner), %.0f superseded, %.0f covered (%.0f second reads), %d Personio requests, %s",
+			hires, burst, webhooks, rec, rec/float64(hires), sup, cov, reads, preq, took.Round(100*time.Millisecond))
 	}
 }

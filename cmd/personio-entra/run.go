@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
@@ -30,6 +31,10 @@ func init() {
 		},
 	})
 }
+
+// heldDrainTimeout bounds how long a stopping worker waits for its held
+// group additions to be written (one batch request with its retries).
+const heldDrainTimeout = 2 * time.Minute
 
 func runProcess(ctx context.Context, env *environment, name string, args []string, r role) error {
 	fs := newFlags(name, env)
@@ -112,7 +117,16 @@ func (a *app) serve(ctx context.Context, r role) error {
 	if router != nil {
 		wg.Go(func() { fail("listener", listen("webhooks", a.cfg.ListenAddr, a.listeners.web, router)) })
 	}
-	wg.Go(func() { fail("workers", a.q.RunWorkers(ctx, a.engine.Handle, a.engine.ResolveEmployment)) })
+	wg.Go(func() {
+		fail("workers", a.q.RunWorkers(ctx, a.engine.Handle, a.engine.ResolveEmployment))
+		// Held group additions of pre-hires go out before the process ends.
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), heldDrainTimeout)
+		defer cancel()
+		if err := a.engine.DrainHeld(dctx); err != nil {
+			a.log.Error("held group additions not written before stopping; another worker's sweep queues these people again", "err", err)
+		}
+	})
+	wg.Go(func() { a.engine.RunHeldSweep(ctx, time.Minute) })
 	if a.engine.Notifies() {
 		wg.Go(func() { fail("notifications", a.q.RunNotifications(ctx, a.engine.HandleNotice)) })
 	}

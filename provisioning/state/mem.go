@@ -97,6 +97,17 @@ func (m *Mem) Delete(_ context.Context, key string) error {
 	return nil
 }
 
+// DeleteRevision deletes key only while its revision is rev (compare-and-delete).
+func (m *Mem) DeleteRevision(_ context.Context, key string, rev uint64) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e, ok := m.data[key]; !ok || e.rev != rev {
+		return ErrRevisionMismatch
+	}
+	delete(m.data, key)
+	return nil
+}
+
 func (m *Mem) Keys(_ context.Context, prefix string) ([]string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
