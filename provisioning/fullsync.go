@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"github.com/personio-entra/personio-entra/provisioning/model"
 	"github.com/personio-entra/personio-entra/provisioning/state"
 	"slices"
@@ -653,20 +654,19 @@ func (s *Syncer) saveState(ctx context.Context, st syncState) error {
 	return s.cfg.State.Put(ctx, stateKey, b)
 }
 
-// RunEvery runs a sync at once and then every interval until ctx ends (an
-// interval <= 0 runs none). Each run is incremental unless a complete one is
-// due; the lease makes sure only one process syncs at a time, and a failed
-// run is logged and left to the next one.
-func (s *Syncer) RunEvery(ctx context.Context, interval time.Duration) {
+// RunEvery calls run at once and then every interval until ctx ends
+// (interval <= 0: never). A failed run is logged and the next one runs at
+// the next interval; Syncer.Run backs failed complete syncs off on its own.
+func RunEvery(ctx context.Context, interval time.Duration, log *slog.Logger, run func(context.Context) error) {
 	if interval <= 0 {
 		return
 	}
-	run := func() {
-		if _, err := s.Run(ctx, SyncOptions{}); err != nil && ctx.Err() == nil {
-			s.cfg.Engine.log.Error("full sync failed; the next one runs at the next interval", "err", err)
+	once := func() {
+		if err := run(ctx); err != nil && ctx.Err() == nil {
+			log.Error("full sync failed; the next one runs at the next interval", "err", err)
 		}
 	}
-	run()
+	once()
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -674,7 +674,7 @@ func (s *Syncer) RunEvery(ctx context.Context, interval time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			run()
+			once()
 		}
 	}
 }

@@ -257,30 +257,6 @@ func (a *app) runSync(ctx context.Context, o provisioning.SyncOptions, trigger s
 	return rep, err
 }
 
-// runSyncsEvery runs a sync at once and then every interval until ctx ends
-// (as provisioning.Syncer.RunEvery, recording each outcome).
-func (a *app) runSyncsEvery(ctx context.Context, interval time.Duration) {
-	if interval <= 0 {
-		return
-	}
-	run := func() {
-		if _, err := a.runSync(ctx, provisioning.SyncOptions{}, "schedule"); err != nil && ctx.Err() == nil {
-			a.log.Error("full sync failed; the next one runs at the next interval", "err", err)
-		}
-	}
-	run()
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			run()
-		}
-	}
-}
-
 func readSyncOutcomes(ctx context.Context, kv provisioning.KV) ([]console.SyncOutcome, error) {
 	if kv == nil {
 		return nil, nil

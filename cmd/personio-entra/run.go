@@ -15,6 +15,7 @@ import (
 
 	"github.com/personio-entra/personio-entra/handlers"
 	"github.com/personio-entra/personio-entra/handlers/console"
+	"github.com/personio-entra/personio-entra/provisioning"
 )
 
 func init() {
@@ -131,7 +132,12 @@ func (a *app) serve(ctx context.Context, r role) error {
 		wg.Go(func() { fail("notifications", a.q.RunNotifications(ctx, a.engine.HandleNotice)) })
 	}
 	if a.syncer != nil {
-		wg.Go(func() { a.runSyncsEvery(ctx, a.cfg.SyncInterval) })
+		wg.Go(func() {
+			provisioning.RunEvery(ctx, a.cfg.SyncInterval, a.log, func(ctx context.Context) error {
+				_, err := a.runSync(ctx, provisioning.SyncOptions{}, "schedule") // recorded for the console
+				return err
+			})
+		})
 	}
 	wg.Wait()
 	return errors.Join(errs...)
