@@ -460,9 +460,11 @@ func (e *Engine) reconcile(ctx context.Context, personID, trigger string, m mode
 		e.record(ctx, log, now, trigger, res.Plan, c, ResultHeld, "held by the safeguard; release with `personio-entra approve "+heldIn+"`", nil)
 		res.Held++
 	}
-	if lerr := e.afterApply(ctx, log, now, trigger, &res, emp, lr); applyErr == nil {
-		applyErr = lerr
-	}
+	// hold is a change that waits for an admin (a rename with no free
+	// name): it stops only itself, so the rest of the reconcile (grants,
+	// waiters, notices, the next transition's schedule) still runs and the
+	// hold is returned at the end.
+	hold := e.afterApply(ctx, log, now, trigger, &res, emp, lr)
 	if applyErr != nil {
 		return res, applyErr
 	}
@@ -490,6 +492,9 @@ func (e *Engine) reconcile(ctx context.Context, personID, trigger string, m mode
 	e.clearHeld(ctx, log, personID, staleHeld)
 	if len(groupErrs) > 0 && len(d.Groups) > 0 {
 		log.Error("some managed groups cannot be used", "err", errors.Join(groupErrs...))
+	}
+	if hold != nil {
+		return res, hold
 	}
 	return res, nil
 }

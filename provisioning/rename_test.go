@@ -141,10 +141,17 @@ func TestNameChangeRenameEdges(t *testing.T) {
 		for i, upn := range d.UPNCandidates {
 			env.dir.AddUser(provisioning.User{UserPrincipalName: upn, EmployeeID: "X" + string(rune('a'+i)), AccountEnabled: true})
 		}
-		env.src.Set(employee("7", "Ada", "Lovelace", married, func(e *model.Employee) { e.Position = "Lead" }))
+		leaves := model.DateOf(safetyNow.AddDate(0, 0, 10))
+		env.src.Set(employee("7", "Ada", "Lovelace", married, func(e *model.Employee) { e.Position = "Lead"; e.LastWorkingDay = leaves }))
+		env.q.CancelSchedule(context.Background(), "7")
 		_, err = env.eng.Reconcile(context.Background(), "7", "test")
 		if err == nil || !work.IsTerminal(err) || !strings.Contains(err.Error(), "the name change waits") {
 			t.Fatalf("err = %v, want a terminal error for an admin", err)
+		}
+		// The held rename stops only itself: the leave date's wake-up is
+		// still booked, so the leaver is disabled on time.
+		if _, ok := env.q.Scheduled("7"); !ok {
+			t.Errorf("no schedule booked for the last working day while the rename is held")
 		}
 		u := env.dir.User(uid)
 		if u.UserPrincipalName != "ada.lovelace@example.com" || u.Attributes["surname"] != "Lovelace" || u.Attributes["jobTitle"] != "Lead" {
