@@ -94,6 +94,10 @@ type Mail struct {
 	To      []string
 	Subject string
 	Body    string // plain text
+	// NoCopy keeps no copy in the sender's Sent Items: set when the body
+	// carries a credential (the day-one pass), which anyone who can read
+	// that mailbox could otherwise use.
+	NoCopy bool
 }
 
 // Mailer sends mail as a mailbox

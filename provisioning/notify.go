@@ -318,7 +318,7 @@ func (e *Engine) sendMail(ctx context.Context, n work.Notice, ev *rules.NotifyEv
 	for i, r := range to {
 		addrs[i], names[i] = r.addr, r.String()
 	}
-	err = nc.Mailer.SendMail(ctx, nc.Sender, Mail{To: addrs, Subject: subject, Body: body})
+	err = nc.Mailer.SendMail(ctx, nc.Sender, Mail{To: addrs, Subject: subject, Body: body, NoCopy: data.Pass.Value != ""})
 	who := strings.Join(names, ", ")
 	if err != nil {
 		e.auditNotice(ctx, n, ChannelEmail, who, ResultFailed, "", err)

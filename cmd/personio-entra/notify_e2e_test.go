@@ -165,6 +165,9 @@ func TestEndToEndDayOnePass(t *testing.T) {
 	if m.FromAddress != demoMailbox || !strings.Contains(m.Subject, "Tara Pass") {
 		t.Errorf("mail from %s subject %q", m.FromAddress, m.Subject)
 	}
+	if m.SaveToSentItems {
+		t.Errorf("the mail carrying the pass asks for a copy in the sender's Sent Items, where anyone reading that mailbox could use it")
+	}
 	t.Logf("the manager's mail:\nSubject: %s\n%s", m.Subject, strings.ReplaceAll(m.Body, pass, "********"))
 
 	// Replays: a webhook for the person, a sync, a re-queue.

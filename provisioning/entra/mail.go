@@ -40,7 +40,7 @@ func (d *Directory) SendMail(ctx context.Context, sender string, m provisioning.
 	msg.SetToRecipients(to)
 	req := users.NewItemSendMailPostRequestBody()
 	req.SetMessage(msg)
-	save := true
+	save := !m.NoCopy
 	req.SetSaveToSentItems(&save)
 	err := d.client.Users().ByUserId(sender).SendMail().Post(ctx, req, nil)
 	if err == nil {
