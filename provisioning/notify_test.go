@@ -517,6 +517,15 @@ func TestWebhookDelivery(t *testing.T) {
 	if len(got) == 0 || got[0]["text"] != "hello" || got[0]["event"] != "joiner_created" {
 		t.Fatalf("payload %v", got)
 	}
+	// Personio fields reach the text: chat markup in them is shown, not
+	// followed (no @channel, no disguised link).
+	status, got = 200, nil
+	if err := wh.Post(context.Background(), provisioning.WebhookPayload{Text: "<!channel> <https://phish.example|Reset password> & co", Body: "<b>"}); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0]["text"] != "&lt;!channel&gt; &lt;https://phish.example|Reset password&gt; &amp; co" || got[0]["body"] != "<b>" {
+		t.Fatalf("chat text not escaped: %v", got)
+	}
 	srv.Close()
 	if err := wh.Post(context.Background(), p); err == nil || strings.Contains(err.Error(), "very-secret") {
 		t.Fatalf("connection error %v must not show the URL", err)

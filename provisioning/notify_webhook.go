@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/personio-entra/personio-entra/queue/work"
@@ -26,7 +27,11 @@ type Webhook struct {
 }
 
 // WebhookPayload is the JSON body: Text for Slack and Teams (both show a
-// message's "text"), the rest for receivers that want the fields.
+// message's "text"), the rest for receivers that want the fields. Post
+// escapes &, < and > in Text, as Slack asks for text that must not be read
+// as markup (https://api.slack.com/reference/surfaces/formatting#escaping):
+// Personio fields in it cannot mention @channel or disguise a link. Subject
+// and Body go as rendered.
 type WebhookPayload struct {
 	Text     string `json:"text"`
 	Event    string `json:"event"`
@@ -68,9 +73,12 @@ func redactURL(u *url.URL) string { return u.Scheme + "://" + u.Host + "/…" }
 // Redacted names the webhook without its secret parts.
 func (w *Webhook) Redacted() string { return redactURL(w.u) }
 
+var chatEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
+
 // Post sends the payload. A 4xx other than 408 and 429 is terminal (the
 // URL is wrong or revoked: retrying cannot help); anything else is retried.
 func (w *Webhook) Post(ctx context.Context, p WebhookPayload) error {
+	p.Text = chatEscaper.Replace(p.Text)
 	b, err := json.Marshal(p)
 	if err != nil {
 		return work.Terminal(fmt.Errorf("webhook payload: %w", err))
