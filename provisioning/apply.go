@@ -52,6 +52,17 @@ func (e *Engine) apply(ctx context.Context, log *slog.Logger, now time.Time, tri
 		}
 		next.Groups = map[string]bool{} // a new account is in no group
 		follow := ComputePlan(plan.Desired, next, opt)
+		// create may have found this person's account already stored (an
+		// earlier create whose answer was lost, or one replication hid from
+		// the match). Nothing takes access away from it here: the safeguard
+		// admitted a create, not that. The next reconcile (booked like a
+		// manager retry) matches the account and asks the safeguard.
+		var destructive []Change
+		follow.Changes, destructive = splitDestructive(follow.Changes)
+		if len(destructive) > 0 {
+			follow.Notes = append(follow.Notes, fmt.Sprintf("the create found this person's account already stored; %d change(s) that take access away wait for the next reconcile and the safeguard", len(destructive)))
+			follow.Wait = true
+		}
 		plan.Changes = append(plan.Changes, follow.Changes...)
 		plan.Notes = append(plan.Notes, follow.Notes...)
 		plan.Wait = plan.Wait || follow.Wait

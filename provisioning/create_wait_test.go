@@ -2,9 +2,13 @@ package provisioning
 
 import (
 	"context"
-	"github.com/personio-entra/personio-entra/queue/work"
+	"log/slog"
 	"testing"
 	"time"
+
+	"github.com/personio-entra/personio-entra/provisioning/model"
+	"github.com/personio-entra/personio-entra/queue/work"
+	"github.com/personio-entra/personio-entra/rules"
 )
 
 // An earlier create of this person that Graph stored but has not
@@ -59,5 +63,42 @@ func TestCreateStopsRetryablyWhenTheHolderStaysUnknown(t *testing.T) {
 	}
 	if d := time.Since(start); d < 300*time.Millisecond || d > 5*time.Second {
 		t.Errorf("waited %s, want about the replication window", d)
+	}
+}
+
+// preHireRules want the account disabled until the start date.
+type preHireRules struct{}
+
+func (preHireRules) Evaluate(e model.Employee, now time.Time) (rules.Desired, error) {
+	d, err := activeRules{}.Evaluate(e, now)
+	d.Phase, d.Reason, d.AccountEnabled = rules.PhasePreHire, "starts later", false
+	return d, err
+}
+
+// A create that finds this person's account already stored (the response
+// of an earlier create was lost, or replication hid it from the match)
+// takes no access away from it on the way: what would (here: disabling an
+// enabled account) waits for a reconcile that passes the safeguard.
+func TestCreateFoundAccountLosesNoAccessOutsideTheSafeguard(t *testing.T) {
+	dir := &replDir{}
+	dir.add(User{ID: "mine", UserPrincipalName: "jane.doe@example.com", EmployeeID: "4711", UserType: UserTypeMember, AccountEnabled: true},
+		time.Now().Add(400*time.Millisecond))
+	e, err := New(Config{Source: oneEmployee{janeDoe}, Directory: dir, Rules: preHireRules{}, Logger: slog.New(slog.DiscardHandler),
+		MatchKeys: []MatchKey{{"employeeId", "person_id"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.Reconcile(context.Background(), "4711", "retry")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Plan.UserID != "mine" || len(dir.creates) != 0 {
+		t.Fatalf("want the stored account used; plan user %q, creates %v", res.Plan.UserID, dir.creates)
+	}
+	if len(dir.enabled) != 0 {
+		t.Fatalf("the found account was disabled outside the safeguard: %v", dir.enabled)
+	}
+	if !res.Plan.Wait {
+		t.Errorf("the held change is not retried: plan %+v", res.Plan)
 	}
 }

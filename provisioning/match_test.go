@@ -23,6 +23,7 @@ type replDir struct {
 	mu      sync.Mutex
 	users   []replUser
 	creates []string // UPNs of creates that stored an account
+	enabled []bool   // SetAccountEnabled calls
 	delay   time.Duration
 }
 
@@ -78,7 +79,12 @@ func (d *replDir) CreateUser(_ context.Context, nu NewUser) (User, error) {
 
 // Writes to an existing account succeed without effect.
 func (d *replDir) UpdateUser(context.Context, string, map[string]*string) error { return nil }
-func (d *replDir) SetAccountEnabled(context.Context, string, bool) error        { return nil }
+func (d *replDir) SetAccountEnabled(_ context.Context, _ string, on bool) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.enabled = append(d.enabled, on)
+	return nil
+}
 
 func (d *replDir) withEmployeeID(id string) []User {
 	d.mu.Lock()
