@@ -530,3 +530,25 @@ func TestConsoleRulesPreviewShowsProblems(t *testing.T) {
 		t.Fatalf("invalid rules were previewed: %v", calls)
 	}
 }
+
+// Failures spread over many addresses slow those addresses down but do not
+// lock out an admin signing in from an address that has not failed.
+func TestConsoleSignInLimiterNoGlobalLockout(t *testing.T) {
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	l := newFailureLimiter(func() time.Time { return now }, 5, 15*time.Minute)
+	for i := 0; i < 200; i++ {
+		l.fail(fmt.Sprintf("198.51.100.%d", i%250))
+	}
+	if _, blocked := l.blocked("192.0.2.7"); blocked {
+		t.Fatal("a client without failures is locked out by other addresses' failures")
+	}
+	if _, blocked := l.blocked("198.51.100.1"); !blocked {
+		t.Fatal("a failing address under a wide attack is not slowed down")
+	}
+	for i := 0; i < 5; i++ {
+		l.fail("192.0.2.9")
+	}
+	if _, blocked := l.blocked("192.0.2.9"); !blocked {
+		t.Fatal("five failures of one address do not block it")
+	}
+}

@@ -156,7 +156,10 @@ func (l *failureLimiter) blocked(client string) (time.Duration, bool) {
 	switch {
 	case len(ts) >= l.limit:
 		return l.window - now.Sub(ts[0]), true
-	case len(l.all) >= 10*l.limit:
+	case len(ts) > 0 && len(l.all) >= 10*l.limit:
+		// Under a wide attack an address that failed even once waits; one
+		// that has not failed still signs in, so failures from other
+		// addresses cannot lock the admins out.
 		return l.window - now.Sub(l.all[0]), true
 	}
 	return 0, false
