@@ -170,7 +170,7 @@ Temporary Access Pass for the first sign-in: {{.Pass.Value}}
 It works until {{.Pass.ExpiresAt}}{{if .Pass.UsableOnce}} and only once{{end}}.
 Give it to {{.Person.FirstName}} in person on the first morning and do not forward this mail. {{.Person.FirstName}} signs in at {{.Pass.SignInURL}} and sets up Microsoft Authenticator or a passkey there.
 {{else if .Pass.Note}}
-No Temporary Access Pass was issued: {{.Pass.Note}}
+Temporary Access Pass: {{.Pass.Note}}
 {{end}}`,
 	EventLeaverDisabled: `The account {{.Person.UPN}} of {{.Person.Name}} was disabled at the end of the last working day ({{.Person.LastWorkingDay}}).
 `,
