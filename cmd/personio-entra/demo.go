@@ -311,7 +311,7 @@ func entraSummary(s *stack) string {
 // playStory changes people in the Personio simulator; each change reaches
 // the product as a real webhook.
 func playStory(ctx context.Context, s *stack, say func(string, ...any)) error {
-	today := time.Now()
+	today := time.Now().In(s.app.rules.TimeZone()) // dates are read in the rules' time zone
 	date := func(days int) string { return today.AddDate(0, 0, days).Format(time.DateOnly) }
 
 	say("\nJoiner: Zoë Ångström-Łukasiewicz starts in Finance in 7 days (Personio fires person.created) ...")

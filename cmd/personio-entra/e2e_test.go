@@ -100,7 +100,19 @@ func usersWithEmployeeID(s *stack, id string) []entratest.User {
 	return out
 }
 
-func date(days int) string { return time.Now().AddDate(0, 0, days).Format(time.DateOnly) }
+// date is today plus days where the example rules read dates
+// (Europe/Berlin): between 23:00 and 24:00 UTC it is already tomorrow there.
+func date(days int) string {
+	return time.Now().In(exampleRulesZone).AddDate(0, 0, days).Format(time.DateOnly)
+}
+
+var exampleRulesZone = func() *time.Location {
+	loc, err := time.LoadLocation("Europe/Berlin")
+	if err != nil {
+		panic(err)
+	}
+	return loc
+}()
 
 // joiner builds a Personio person in the Finance department of the sample company.
 func joiner(id, first, last string, startInDays int, mut func(*personiotest.Person)) personiotest.Person {

@@ -58,7 +58,7 @@ func playDayOne(ctx context.Context, s *stack, say func(string, ...any)) error {
 			ID: "e2002", Status: "ONBOARDING", Type: "INTERNAL", Position: personiotest.Position{Title: "Accountant"},
 			Supervisor: &personiotest.IDRef{ID: "1001"}, Office: &personiotest.IDRef{ID: "o1"},
 			OrgUnits:    []personiotest.OrgUnitRef{{Type: "department", ID: "d1"}},
-			LegalEntity: &personiotest.IDRef{ID: "le1"}, EmploymentStartDate: time.Now().Format(time.DateOnly),
+			LegalEntity: &personiotest.IDRef{ID: "le1"}, EmploymentStartDate: time.Now().In(s.app.rules.TimeZone()).Format(time.DateOnly), // today where the rules count dates
 		}},
 	})
 	u, err := waitUser(ctx, s, "2002", func(u entratest.User) bool { return len(s.entra.IssuedTAPs(u.ID)) > 0 })
