@@ -33,6 +33,11 @@ func (e *Engine) loadDayOne(ctx context.Context, key string) (dayOneRecord, uint
 
 // saveDayOne writes the record with compare-and-set: a second worker on
 // the same notice loses and retries, it never issues a second pass.
+// issuingLease is how long a worker's claim to issue and mail a pass keeps
+// other workers from issuing one for the same person and start date: far
+// longer than creating a pass and sending one mail take.
+const issuingLease = 2 * time.Minute
+
 func (e *Engine) saveDayOne(ctx context.Context, key string, rec dayOneRecord, rev *uint64) error {
 	rec.Updated = e.cfg.Now().UTC()
 	b, err := json.Marshal(rec)
@@ -141,6 +146,27 @@ func (e *Engine) deliverDayOne(ctx context.Context, n work.Notice) error {
 			return err
 		}
 	}
+	// One worker at a time issues and mails the pass. Creating a pass
+	// replaces the user's last one, so a second worker running the same
+	// notice (a redelivery while this one still runs) would make the pass
+	// this one mails useless. The claim is a compare-and-set on the record;
+	// a fresh claim of another worker sends this one back to retry later,
+	// and a claim older than issuingLease (its worker died) is taken over.
+	if rec.State == "issuing" && e.cfg.Now().Sub(rec.Updated) < issuingLease {
+		return fmt.Errorf("day-one pass of %s: another worker is issuing it; retried later", n.PersonID)
+	}
+	rec.State = "issuing"
+	if err := e.saveDayOne(ctx, key, rec, &rev); err != nil {
+		return fmt.Errorf("day-one pass of %s: claim the issue: %w", n.PersonID, err)
+	}
+	defer func() {
+		if rec.State == "issuing" { // stopped before a pass was recorded: a retry may claim at once
+			rec.State = "queued"
+			if err := e.saveDayOne(context.WithoutCancel(ctx), key, rec, &rev); err != nil {
+				e.log.Warn("release the claim on the day-one pass; a retry takes it over after the lease", "person_id", n.PersonID, "err", err)
+			}
+		}
+	}()
 	methods, err := am.ListAuthMethods(ctx, n.UserID)
 	if err != nil {
 		return e.passFailed(n, "list the authentication methods", err)

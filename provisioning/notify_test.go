@@ -86,6 +86,22 @@ type dayOneEnv struct {
 	bossID  string
 	now     time.Time
 	webhook *httptest.Server
+	// beforeCreateTAP, when set, runs before the directory creates a pass.
+	beforeCreateTAP func()
+}
+
+// hookedAuth is the in-memory directory's authentication methods with a
+// hook before each pass is created, to interleave deliveries.
+type hookedAuth struct {
+	*provisioningtest.Directory
+	env *dayOneEnv
+}
+
+func (h hookedAuth) CreateTAP(ctx context.Context, userID string, req provisioning.TAPRequest) (provisioning.TAP, error) {
+	if f := h.env.beforeCreateTAP; f != nil {
+		f()
+	}
+	return h.Directory.CreateTAP(ctx, userID, req)
 }
 
 type hookLog struct {
@@ -135,7 +151,7 @@ func newDayOneEnv(t *testing.T, rulesYAML string) *dayOneEnv {
 		Now:    func() time.Time { return env.now }, Guard: provisioning.GuardSettings{MaxCount: 100}}
 	cfg.ApplyRules(r)
 	cfg.Notify.Publisher, cfg.Notify.Mailer, cfg.Notify.Sender = env.pub, env.dir, "it@example.com"
-	cfg.Notify.AuthMethods, cfg.Notify.Webhook = env.dir, wh
+	cfg.Notify.AuthMethods, cfg.Notify.Webhook = hookedAuth{env.dir, env}, wh
 	if env.eng, err = provisioning.New(cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -311,6 +327,63 @@ func TestDayOnePassConcurrentDeliveries(t *testing.T) {
 	}
 	if live != 1 {
 		t.Fatalf("%d usable passes, want 1: %+v", live, env.dir.Passes(userID))
+	}
+	// Only the usable pass was mailed: no worker mailed one that another
+	// worker's pass replaced (Entra keeps one pass per user).
+	mailed := 0
+	for _, p := range env.dir.Passes(userID) {
+		for _, m := range env.dir.Outbox() {
+			if strings.Contains(m.Body, p.Value) {
+				mailed++
+				if p.Deleted {
+					t.Errorf("a replaced or deleted pass %s was mailed", p.ID)
+				}
+			}
+		}
+	}
+	if mailed != 1 {
+		t.Errorf("%d mails carry a pass, want 1", mailed)
+	}
+}
+
+// A redelivery of the notice that runs while the first delivery is about to
+// create its pass must not leave the manager with a pass the other one
+// replaced (Entra keeps one pass per user: creating one replaces the last).
+func TestDayOnePassInterleavedDeliveries(t *testing.T) {
+	env := newDayOneEnv(t, dayOneRules)
+	userID, ns := env.joinerNotices(t)
+	n := dayOneNotice(t, ns)
+	var second error
+	env.beforeCreateTAP = func() {
+		env.beforeCreateTAP = nil
+		second = env.eng.HandleNotice(context.Background(), n)
+	}
+	first := env.eng.HandleNotice(context.Background(), n)
+	for _, err := range []error{first, second} {
+		if err != nil { // the one that stepped back retries
+			if err := env.eng.HandleNotice(context.Background(), n); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	live, mailedLive, mailedDead := 0, 0, 0
+	for _, p := range env.dir.Passes(userID) {
+		if !p.Deleted {
+			live++
+		}
+		for _, m := range env.dir.Outbox() {
+			if strings.Contains(m.Body, p.Value) {
+				if p.Deleted {
+					mailedDead++
+				} else {
+					mailedLive++
+				}
+			}
+		}
+	}
+	if live != 1 || mailedLive != 1 || mailedDead != 0 {
+		t.Fatalf("usable passes %d, mails with the usable pass %d, mails with a replaced or deleted pass %d; want 1, 1, 0: %+v",
+			live, mailedLive, mailedDead, env.dir.Passes(userID))
 	}
 }
 
