@@ -146,6 +146,21 @@ func (s *Server) dispatchDayOne(c *reqCtx, segs []string) int {
 
 // Authentication-method routes answer 403 accessDenied without a permission
 // (https://learn.microsoft.com/en-us/graph/errors).
+// methodsUser is the start of every authentication-method route: 403 without
+// one of the permissions, 404 for an unknown user, else the user's id.
+// s.mu is held.
+func (s *Server) methodsUser(c *reqCtx, key string, anyOf ...string) (string, int, bool) {
+	if !c.hasRole(anyOf...) {
+		return "", c.denied(), false
+	}
+	o, st := s.userOr404(c, key)
+	if o == nil {
+		return "", st, false
+	}
+	id, _ := o.props["id"].(string)
+	return id, 0, true
+}
+
 func (c *reqCtx) denied() int {
 	c.graphError(http.StatusForbidden, "accessDenied", "Request Authorization failed")
 	return http.StatusForbidden
@@ -187,14 +202,10 @@ func tapJSON(t IssuedTAP, withPass bool) map[string]any {
 func (s *Server) listMethods(c *reqCtx, key string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !c.hasRole(PermAuthMethodReadAll, PermAuthMethodReadWriteAll) {
-		return c.denied()
-	}
-	o, st := s.userOr404(c, key)
-	if o == nil {
+	id, st, ok := s.methodsUser(c, key, PermAuthMethodReadAll, PermAuthMethodReadWriteAll)
+	if !ok {
 		return st
 	}
-	id, _ := o.props["id"].(string)
 	items := []map[string]any{{"@odata.type": MethodPassword, "id": passwordMethodID}}
 	for _, m := range s.tap.methods[id] {
 		items = append(items, map[string]any{"@odata.type": m.odataType, "id": m.id, "createdDateTime": m.created.UTC().Format(time.RFC3339)})
@@ -209,14 +220,10 @@ func (s *Server) listMethods(c *reqCtx, key string) int {
 func (s *Server) listTAPs(c *reqCtx, key string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !c.hasRole(PermAuthMethodReadAll, PermAuthMethodReadWriteAll, PermAuthMethodTAPReadWriteAll) {
-		return c.denied()
-	}
-	o, st := s.userOr404(c, key)
-	if o == nil {
+	id, st, ok := s.methodsUser(c, key, PermAuthMethodReadAll, PermAuthMethodReadWriteAll, PermAuthMethodTAPReadWriteAll)
+	if !ok {
 		return st
 	}
-	id, _ := o.props["id"].(string)
 	items := []map[string]any{}
 	if t, ok := s.currentTAP(id); ok {
 		items = append(items, tapJSON(t, false))
@@ -232,14 +239,10 @@ func (s *Server) listTAPs(c *reqCtx, key string) int {
 func (s *Server) createTAP(c *reqCtx, key string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !c.hasRole(PermAuthMethodReadWriteAll, PermAuthMethodTAPReadWriteAll) {
-		return c.denied()
-	}
-	o, st := s.userOr404(c, key)
-	if o == nil {
+	id, st, ok := s.methodsUser(c, key, PermAuthMethodReadWriteAll, PermAuthMethodTAPReadWriteAll)
+	if !ok {
 		return st
 	}
-	id, _ := o.props["id"].(string)
 	pol := s.tap.policy.withDefaults()
 	bad := func(msg string) int {
 		c.graphError(http.StatusBadRequest, "badRequest", msg)
@@ -297,14 +300,10 @@ func (s *Server) createTAP(c *reqCtx, key string) int {
 func (s *Server) deleteTAP(c *reqCtx, key, methodID string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !c.hasRole(PermAuthMethodReadWriteAll, PermAuthMethodTAPReadWriteAll) {
-		return c.denied()
-	}
-	o, st := s.userOr404(c, key)
-	if o == nil {
+	id, st, ok := s.methodsUser(c, key, PermAuthMethodReadWriteAll, PermAuthMethodTAPReadWriteAll)
+	if !ok {
 		return st
 	}
-	id, _ := o.props["id"].(string)
 	for i := range s.tap.issued {
 		if t := &s.tap.issued[i]; t.UserID == id && t.ID == methodID && !t.Deleted {
 			t.Deleted = true
