@@ -36,6 +36,15 @@ const maxIDLen = 256
 // ParseEnvelope decodes and validates a delivery body. Its error message
 // names the offending field; it is returned to the sender as is.
 func ParseEnvelope(body []byte) (Envelope, error) {
+	if env, ok := fastEnvelope(body); ok {
+		return env, nil
+	}
+	return parseEnvelopeGeneral(body)
+}
+
+// parseEnvelopeGeneral is ParseEnvelope for any body, through
+// encoding/json.
+func parseEnvelopeGeneral(body []byte) (Envelope, error) {
 	var raw map[string]json.RawMessage
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if err := dec.Decode(&raw); err != nil {
@@ -139,6 +148,24 @@ func (e Envelope) DeliveryID() string {
 // Canonical body stored on the queue: the envelope re-encoded, so the
 // stored form never depends on how the sender formatted it.
 func (e Envelope) canonicalBody() []byte {
+	if plainJSONString(e.CompanyID) && plainJSONString(e.EventName) {
+		// What json.Marshal of the struct below writes, without reflection
+		// (Payload and Meta are canonical already).
+		b := make([]byte, 0, 112+len(e.CompanyID)+len(e.EventName)+len(e.Payload)+len(e.Meta))
+		b = append(b, `{"company_id":"`...)
+		b = append(b, e.CompanyID...)
+		b = append(b, `","event_name":"`...)
+		b = append(b, e.EventName...)
+		b = append(b, `","occurred_at":"`...)
+		b = e.OccurredAt.UTC().AppendFormat(b, time.RFC3339Nano)
+		b = append(b, `","payload":`...)
+		b = append(b, e.Payload...)
+		if len(e.Meta) > 0 {
+			b = append(b, `,"meta":`...)
+			b = append(b, e.Meta...)
+		}
+		return append(b, '}')
+	}
 	type out struct {
 		CompanyID  string          `json:"company_id"`
 		EventName  string          `json:"event_name"`
@@ -148,6 +175,17 @@ func (e Envelope) canonicalBody() []byte {
 	}
 	b, _ := json.Marshal(out{e.CompanyID, e.EventName, e.OccurredAt.UTC().Format(time.RFC3339Nano), e.Payload, e.Meta})
 	return b
+}
+
+// plainJSONString reports whether json.Marshal writes s as is between
+// quotes: printable ASCII without ", \, <, > and &.
+func plainJSONString(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
 }
 
 func stringField(raw map[string]json.RawMessage, name string) (string, error) {

@@ -66,22 +66,24 @@ func loadJetStream(ctx context.Context, o options) (report, error) {
 			fmt.Printf("loadgen: delete stream %s: %v\n", rawStream, err)
 		}
 	}()
-	events := []string{"person.updated", "employment.updated", "person.created"}
 	base := time.Now().UTC()
-	rep := closedLoop(ctx, o, func(i int) string {
-		id := strconv.Itoa(o.firstID + i%o.people)
-		msg := nats.NewMsg(rawSubject + id)
-		msg.Data = envelope(o.company, events[i%len(events)], id, base.Add(time.Duration(i)))
-		msg.Header.Set("Personio-Entra-Reason", events[i%len(events)])
-		pctx, cancel := context.WithTimeout(ctx, o.timeout)
-		defer cancel()
-		if _, err := js.PublishMsg(pctx, msg, jetstream.WithMsgID(strconv.Itoa(i)+"-"+base.Format(time.RFC3339Nano))); err != nil {
-			if errors.Is(err, context.DeadlineExceeded) {
-				return "timeout"
+	env := newEnvelopes(o.company)
+	rep := closedLoop(ctx, o, func() (func(int) string, func()) {
+		return func(i int) string {
+			id := strconv.Itoa(o.firstID + i%o.people)
+			msg := nats.NewMsg(rawSubject + id)
+			msg.Data = env.append(nil, i%len(events), id, base.Add(time.Duration(i)))
+			msg.Header.Set("Personio-Entra-Reason", events[i%len(events)])
+			pctx, cancel := context.WithTimeout(ctx, o.timeout)
+			defer cancel()
+			if _, err := js.PublishMsg(pctx, msg, jetstream.WithMsgID(strconv.Itoa(i)+"-"+base.Format(time.RFC3339Nano))); err != nil {
+				if errors.Is(err, context.DeadlineExceeded) {
+					return "timeout"
+				}
+				return "error"
 			}
-			return "error"
-		}
-		return "ack"
+			return "ack"
+		}, func() {}
 	})
 	return rep, nil
 }

@@ -61,7 +61,14 @@ type options struct {
 	jsonOut     bool
 	senders     int    // closed loop with this many senders (0: open loop at rate)
 	natsURL     string // raw JetStream publishes instead of webhooks
+	client      string // closed loop: clientLean or clientStd
 }
+
+// HTTP clients of the closed loop.
+const (
+	clientLean = "lean"
+	clientStd  = "std"
+)
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -89,6 +96,7 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.jsonOut, "json", false, "print the report as JSON")
 	fs.IntVar(&o.senders, "senders", 0, "closed loop: this many senders, each sending when its previous delivery was answered (0: open loop at -rate)")
 	fs.StringVar(&o.natsURL, "nats", "", "publish raw to JetStream on this NATS server (loopback only, needs -senders) instead of posting webhooks")
+	fs.StringVar(&o.client, "client", clientLean, "closed loop HTTP client: lean (wrk-style, one keep-alive connection per sender, lean.go) or std (net/http)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -110,6 +118,9 @@ func parse(args []string, stderr io.Writer) (options, error) {
 		if o.token == "" {
 			errs = append(errs, errors.New("-token is empty (or set PERSONIO_WEBHOOK_TOKEN)"))
 		}
+	}
+	if o.client != clientLean && o.client != clientStd {
+		errs = append(errs, fmt.Errorf("-client %q: want lean or std", o.client))
 	}
 	if o.senders < 0 || o.senders > 1024 {
 		errs = append(errs, fmt.Errorf("-senders %d: want 0 to 1024", o.senders))
@@ -193,7 +204,7 @@ func load(ctx context.Context, o options) report {
 		},
 	}
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
-	events := []string{"person.updated", "employment.updated", "person.created"}
+	env := newEnvelopes(o.company)
 	slots := make(chan struct{}, o.concurrency)
 	var (
 		mu        sync.Mutex
@@ -226,7 +237,7 @@ func load(ctx context.Context, o options) report {
 			continue
 		}
 		id := o.firstID + rng.IntN(o.people)
-		body := envelope(o.company, events[rng.IntN(len(events))], strconv.Itoa(id), time.Now().UTC().Add(time.Duration(i)))
+		body := env.append(nil, rng.IntN(len(events)), strconv.Itoa(id), time.Now().UTC().Add(time.Duration(i)))
 		rep.Sent++
 		wg.Go(func() {
 			defer func() { <-slots }()
@@ -252,8 +263,10 @@ func load(ctx context.Context, o options) report {
 }
 
 // closedLoop runs o.senders senders until the duration or the request
-// budget is used up; send makes one delivery and returns its status key.
-func closedLoop(ctx context.Context, o options, send func(i int) string) report {
+// budget is used up; newSender gives each sender its own send function
+// (its own connection), which makes one delivery and returns its status
+// key.
+func closedLoop(ctx context.Context, o options, newSender func() (send func(i int) string, done func())) report {
 	var (
 		mu        sync.Mutex
 		latencies []time.Duration
@@ -265,7 +278,9 @@ func closedLoop(ctx context.Context, o options, send func(i int) string) report 
 	end := start.Add(o.duration)
 	for range o.senders {
 		wg.Go(func() {
-			var lat []time.Duration
+			send, done := newSender()
+			defer done()
+			lat := make([]time.Duration, 0, 4096)
 			st := map[string]int{}
 			for ctx.Err() == nil && time.Now().Before(end) {
 				i := int(next.Add(1)) - 1
@@ -296,8 +311,25 @@ func closedLoop(ctx context.Context, o options, send func(i int) string) report 
 	return rep
 }
 
-// loadClosed posts webhooks closed loop.
+// loadClosed posts webhooks closed loop: with the lean client one
+// keep-alive connection per sender (lean.go), with -client std through a
+// shared net/http client.
 func loadClosed(ctx context.Context, o options) report {
+	base := time.Now().UTC()
+	env := newEnvelopes(o.company)
+	if o.client == clientLean && strings.HasPrefix(o.url, "http:") {
+		return closedLoop(ctx, o, func() (func(int) string, func()) {
+			lc, err := newLeanConn(o.url, o.token, o.timeout)
+			if err != nil {
+				return func(int) string { return "request error" }, func() {}
+			}
+			var body []byte
+			return func(i int) string {
+				body = env.append(body[:0], i%len(events), strconv.Itoa(o.firstID+i%o.people), base.Add(time.Duration(i)))
+				return lc.post(body)
+			}, lc.close
+		})
+	}
 	client := &http.Client{
 		Timeout: o.timeout,
 		Transport: &http.Transport{
@@ -305,26 +337,16 @@ func loadClosed(ctx context.Context, o options) report {
 			IdleConnTimeout: 30 * time.Second,
 		},
 	}
-	events := []string{"person.updated", "employment.updated", "person.created"}
-	base := time.Now().UTC()
-	return closedLoop(ctx, o, func(i int) string {
-		id := o.firstID + i%o.people
-		body := envelope(o.company, events[i%len(events)], strconv.Itoa(id), base.Add(time.Duration(i)))
-		return post(client, o.url, o.token, body)
+	return closedLoop(ctx, o, func() (func(int) string, func()) {
+		return func(i int) string {
+			body := env.append(nil, i%len(events), strconv.Itoa(o.firstID+i%o.people), base.Add(time.Duration(i)))
+			return post(client, o.url, o.token, body)
+		}, func() {}
 	})
 }
 
-// envelope is a Personio delivery body; occurred_at differs per delivery
-// so that no two are the same delivery.
-func envelope(company, event, personID string, at time.Time) []byte {
-	payload := map[string]any{"person": map[string]string{"id": personID}}
-	if strings.HasPrefix(event, "employment.") {
-		payload["employment"] = map[string]string{"id": "e" + personID + "-0"}
-	}
-	b, _ := json.Marshal(map[string]any{"company_id": company, "event_name": event,
-		"occurred_at": at.Format(time.RFC3339Nano), "payload": payload, "meta": map[string]any{}})
-	return b
-}
+// events are the event names the deliveries cycle through.
+var events = []string{"person.updated", "employment.updated", "person.created"}
 
 func post(c *http.Client, target, token string, body []byte) string {
 	req, err := http.NewRequest(http.MethodPost, target, bytes.NewReader(body))
