@@ -58,10 +58,19 @@ var (
 	}, []string{"event"})
 )
 
+// outcomeMetrics holds each outcome's counter and histogram, resolved
+// once instead of per delivery.
+var outcomeMetrics = map[string]struct {
+	requests prometheus.Counter
+	duration prometheus.Observer
+}{}
+
 func init() {
 	for _, o := range outcomes {
-		webhookRequests.WithLabelValues(o)
-		webhookDuration.WithLabelValues(o)
+		outcomeMetrics[o] = struct {
+			requests prometheus.Counter
+			duration prometheus.Observer
+		}{webhookRequests.WithLabelValues(o), webhookDuration.WithLabelValues(o)}
 	}
 }
 
@@ -174,8 +183,9 @@ func (w *Webhook) authorized(header string) bool {
 func (w *Webhook) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	outcome := w.serve(rw, r)
-	webhookRequests.WithLabelValues(outcome).Inc()
-	webhookDuration.WithLabelValues(outcome).Observe(time.Since(start).Seconds())
+	m := outcomeMetrics[outcome]
+	m.requests.Inc()
+	m.duration.Observe(time.Since(start).Seconds())
 }
 
 func (w *Webhook) serve(rw http.ResponseWriter, r *http.Request) string {
@@ -185,7 +195,7 @@ func (w *Webhook) serve(rw http.ResponseWriter, r *http.Request) string {
 		return OutcomeUnauthorized
 	}
 	ct := r.Header.Get("Content-Type")
-	if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+	if mt, _, err := mime.ParseMediaType(ct); ct != contentTypeJSON[0] && (err != nil || mt != "application/json") {
 		writeJSON(rw, http.StatusUnsupportedMediaType, errorBody(fmt.Sprintf("Content-Type %q is not supported: send application/json", ct)))
 		return OutcomeUnsupportedMediaType
 	}
@@ -193,7 +203,7 @@ func (w *Webhook) serve(rw http.ResponseWriter, r *http.Request) string {
 		writeJSON(rw, http.StatusRequestEntityTooLarge, errorBody(fmt.Sprintf("body of %d bytes exceeds the limit of %d bytes", r.ContentLength, w.maxBody)))
 		return OutcomeTooLarge
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(rw, r.Body, w.maxBody))
+	body, err := readBody(rw, r, w.maxBody)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -242,7 +252,11 @@ func (w *Webhook) serve(rw http.ResponseWriter, r *http.Request) string {
 		EmploymentID: env.EmploymentID(),
 		Body:         env.canonicalBody(),
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), w.timeout)
+	// The wait for the acknowledgement is bounded by w.timeout, not by
+	// the sender's connection: a sender that hangs up does not unpublish
+	// the event, and a context detached from the request's cancellation
+	// costs no registration with it per delivery.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), w.timeout)
 	defer cancel()
 	dup, err := w.pub.PublishEvent(ctx, ev)
 	if err != nil {
@@ -269,13 +283,44 @@ var (
 	bodyPong      = []byte(`{"status":"pong"}` + "\n")
 )
 
+// Header values of the fixed answers, shared (net/http copies the header
+// map when it writes the answer and never changes the values).
+var (
+	contentTypeJSON = []string{"application/json"}
+	cacheNoStore    = []string{"no-store"}
+)
+
 // writeStatus writes one of the fixed answers.
 func writeStatus(rw http.ResponseWriter, status int, body []byte) {
 	h := rw.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
+	h["Content-Type"] = contentTypeJSON
+	h["Cache-Control"] = cacheNoStore
 	rw.WriteHeader(status)
 	_, _ = rw.Write(body)
+}
+
+// readBody reads the whole body, at most limit bytes (else a
+// *http.MaxBytesError), into a buffer sized by Content-Length when the
+// sender gave one.
+func readBody(rw http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	body := http.MaxBytesReader(rw, r.Body, limit)
+	if n := r.ContentLength; n >= 0 && n <= limit {
+		// One more byte than announced, so that the read ends in EOF
+		// without growing the buffer.
+		buf := make([]byte, n+1)
+		got, err := io.ReadFull(body, buf)
+		switch {
+		case (errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)) && int64(got) == n:
+			return buf[:got], nil
+		case err != nil:
+			return nil, err
+		}
+		// Longer than announced: net/http stops at Content-Length, so
+		// this is only reached through a misbehaving reader.
+		rest, err := io.ReadAll(body)
+		return append(buf, rest...), err
+	}
+	return io.ReadAll(body)
 }
 
 func errorBody(msg string) map[string]string { return map[string]string{"error": msg} }
