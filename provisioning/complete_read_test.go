@@ -4,11 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
-	"log/slog"
 	"slices"
 	"testing"
-	"time"
 
 	"github.com/personio-entra/personio-entra/provisioning"
 	"github.com/personio-entra/personio-entra/provisioning/provisioningtest"
@@ -71,19 +68,7 @@ func TestPreviewAndCompleteSyncShareTheCompleteRead(t *testing.T) {
 
 	dir := &bulkDirectory{Directory: env.dir}
 	src := &pagedSource{Source: env.src}
-	var keys []provisioning.MatchKey
-	for _, k := range env.rules.MatchKeys() {
-		keys = append(keys, provisioning.MatchKey{Property: k.Property, Field: k.Field})
-	}
-	eng, err := provisioning.New(provisioning.Config{
-		Source: src, Directory: dir, Rules: env.rules, ManagedGroups: env.rules.ManagedGroups(), ManageManager: true, MatchKeys: keys,
-		OnDeleted: provisioning.LeaverActions{RevokeSessions: true, RemoveMemberships: true},
-		State:     env.state, Guard: provisioning.GuardSettings{MaxCount: 5}, Scheduler: env.q, Enqueuer: env.q,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: func() time.Time { return safetyNow },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	eng := env.engineWith(t, src, dir, provisioning.GuardSettings{MaxCount: 5})
 
 	got, err := provisioning.PreviewRules(ctx, eng, cand)
 	if err != nil {
