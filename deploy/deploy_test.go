@@ -576,7 +576,9 @@ func TestKubernetesManifests(t *testing.T) {
 	t.Run("rendered", func(t *testing.T) { checkManifests(t, renderedManifests(t), true) })
 }
 
-var secretName = regexp.MustCompile(`(_SECRET|_TOKEN|PASSWORD|_KEY)$`)
+// secretName matches the settings that are secrets (a Slack or Teams
+// webhook URL carries its credential).
+var secretName = regexp.MustCompile(`(_SECRET|_TOKEN|PASSWORD|_KEY)$|^NOTIFY_WEBHOOK_URL$`)
 
 func checkManifests(t *testing.T, ms []manifest, rendered bool) {
 	byKind := map[string][]manifest{}

@@ -291,45 +291,6 @@ type bulkLinks struct {
 	groups deltaLink // empty when the managed groups took more than one round
 }
 
-// readMembers reads the members of the managed groups in rounds of up to
-// MaxDeltaGroups groups and calls add for each (group, member). A group a
-// round did not return is read on its own (ListGroupMembers), which tells a
-// deleted group apart and forgets it.
-func (e *Engine) readMembers(ctx context.Context, br BulkReader, groups []GroupRef, links *bulkLinks, add func(groupID, userID string)) error {
-	keyOf := map[string]string{}
-	var ids []string
-	for _, g := range groups {
-		if _, dup := keyOf[g.ID]; !dup {
-			keyOf[g.ID] = g.Key
-			ids = append(ids, g.ID)
-		}
-	}
-	slices.Sort(ids)
-	for chunk := range slices.Chunk(ids, MaxDeltaGroups) {
-		members, link, err := br.GroupMembersRound(ctx, chunk)
-		if err != nil {
-			return fmt.Errorf("full sync: members of %d managed groups: %w", len(chunk), err)
-		}
-		if len(chunk) == len(ids) {
-			links.groups = deltaLink{Link: link, Groups: slices.Clone(ids)}
-		}
-		for _, gid := range chunk {
-			m, ok := members[gid]
-			if !ok {
-				if m, err = e.cfg.Directory.ListGroupMembers(ctx, gid); err != nil {
-					return fmt.Errorf("full sync: members of %q: %w", keyOf[gid], err)
-				}
-				// Read on its own: this round's link misses the group.
-				links.groups = deltaLink{}
-			}
-			for _, uid := range m {
-				add(gid, uid)
-			}
-		}
-	}
-	return nil
-}
-
 // saveBulkLinks stores the links of a complete read for the incremental
 // syncs that follow. A link the read did not yield (more managed groups
 // than one round holds) is left to the incremental sync, which starts it.

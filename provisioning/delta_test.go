@@ -56,14 +56,20 @@ func newDeltaEnv(t *testing.T) (*safetyEnv, *incSource, *provisioning.Syncer, ma
 // engineWithSource is env's engine over another Personio.
 func (env *safetyEnv) engineWithSource(t *testing.T, src provisioning.Source) *provisioning.Engine {
 	t.Helper()
+	return env.engineWith(t, src, env.dir, provisioning.GuardSettings{MaxCount: 100})
+}
+
+// engineWith is the env's engine over another source and directory.
+func (env *safetyEnv) engineWith(t *testing.T, src provisioning.Source, dir provisioning.Directory, guard provisioning.GuardSettings) *provisioning.Engine {
+	t.Helper()
 	var keys []provisioning.MatchKey
 	for _, k := range env.rules.MatchKeys() {
 		keys = append(keys, provisioning.MatchKey{Property: k.Property, Field: k.Field})
 	}
 	eng, err := provisioning.New(provisioning.Config{
-		Source: src, Directory: env.dir, Rules: env.rules, ManagedGroups: env.rules.ManagedGroups(), ManageManager: true, MatchKeys: keys,
+		Source: src, Directory: dir, Rules: env.rules, ManagedGroups: env.rules.ManagedGroups(), ManageManager: true, MatchKeys: keys,
 		OnDeleted: provisioning.LeaverActions{RevokeSessions: true, RemoveMemberships: true},
-		State:     env.state, Guard: provisioning.GuardSettings{MaxCount: 100}, Scheduler: env.q,
+		State:     env.state, Guard: guard, Scheduler: env.q,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: func() time.Time { return safetyNow },
 	})
 	if err != nil {

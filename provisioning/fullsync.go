@@ -296,77 +296,48 @@ func (s *Syncer) complete(ctx context.Context, rep *SyncReport, withPlans bool) 
 	return s.guardAndEnqueue(ctx, rep, drift, withPlans)
 }
 
-// Drift bulk-reads the Entra users with an employeeId, the members of
-// every managed group and Personio, and plans everyone against that
-// snapshot (no per-person reads). It returns the plans that have changes;
-// it applies nothing. rep (optional) receives the counts.
+// Drift reads Entra and Personio completely (completeRead: the Entra users
+// with an employeeId, the members of every managed group, then Personio)
+// and plans everyone against that read (no per-person reads). It returns
+// the plans that have changes; it applies nothing. rep (optional) receives
+// the counts.
 //
-// Memory (docs/architecture.md#memory-of-a-complete-sync): Entra is read
-// first and kept (the accounts are looked up by employeeId, also as
-// managers); a PagedSource's people are then planned a page at a time and
-// let go, so the whole company is never held twice. Memberships are kept
-// as small group indexes per account, not a map per account.
+// Memory (docs/architecture.md#memory-of-a-complete-sync): Entra is kept
+// for the whole plan; a PagedSource's people are planned a page at a time
+// and let go, so the whole company is never held twice.
 func (e *Engine) Drift(ctx context.Context, rep *SyncReport) ([]Plan, error) {
 	if rep == nil {
 		rep = &SyncReport{}
 	}
 	now := e.cfg.Now()
-	br, bulk := e.bulkReader()
-	var users []User
-	var err error
-	if bulk {
-		users, rep.links.users, err = br.ListUsersDelta(ctx)
-	} else {
-		users, err = e.cfg.Directory.ListUsers(ctx)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("full sync: list Entra users: %w", err)
-	}
-	groups, groupErrs := e.managedGroups(ctx)
-	for _, ge := range groupErrs {
-		e.log.Error("full sync: managed group unusable", "err", ge)
-	}
-	mem := newMemberIndex(groups)
-	if bulk && len(groups) > 0 {
-		if err := e.readMembers(ctx, br, groups, &rep.links, mem.add); err != nil {
-			return nil, err
+	var groups []GroupRef
+	pic, err := e.readComplete(ctx, func(ctx context.Context) []GroupRef {
+		var groupErrs []error
+		groups, groupErrs = e.managedGroups(ctx)
+		for _, ge := range groupErrs {
+			e.log.Error("full sync: managed group unusable", "err", ge)
 		}
-	} else {
-		for _, g := range groups {
-			ids, err := e.cfg.Directory.ListGroupMembers(ctx, g.ID)
-			if err != nil {
-				return nil, fmt.Errorf("full sync: members of %q: %w", g.Key, err)
-			}
-			for _, id := range ids {
-				mem.add(g.ID, id)
-			}
-		}
-	}
-	owned, err := e.own.All(ctx)
+		return groups
+	})
 	if err != nil {
 		return nil, fmt.Errorf("full sync: %w", err)
 	}
-	byEmp := make(map[string][]*User, len(users))
-	for i := range users {
-		u := &users[i]
-		byEmp[u.EmployeeID] = append(byEmp[u.EmployeeID], u)
-	}
-	rep.Accounts, rep.Owned = len(users), len(owned)
+	rep.links = pic.links
+	rep.Accounts, rep.Owned = pic.accounts, len(pic.owned)
 	opt := PlanOptions{ManagedGroups: groups, ManageManager: e.cfg.ManageManager}
 	for _, le := range e.licenseOptions(ctx, &opt) {
 		e.log.Error("full sync: managed licence unusable", "err", le)
 	}
 
 	var drift []Plan
-	seen := map[string]bool{}
 	planOne := func(d rules.Desired, emp *model.Employee) {
 		var a Actual
-		if us := byEmp[d.PersonID]; len(us) == 1 {
+		if us := pic.accountsOf(d.PersonID); len(us) == 1 {
 			u := us[0]
 			if e.isProtected(*u) {
 				return
 			}
-			if !owned[u.ID] {
+			if !pic.owned[u.ID] {
 				if emp == nil {
 					// Not a Personio person and not ours: report, never change.
 					rep.Unowned = append(rep.Unowned, u.UserPrincipalName)
@@ -377,10 +348,7 @@ func (e *Engine) Drift(ctx context.Context, rep *SyncReport) ([]Plan, error) {
 			if emp != nil {
 				d = e.keepAccess(*emp, d, *u)
 			}
-			a = Actual{User: u, Groups: mem.groupsOf(u.ID)}
-			if m := byEmp[d.ManagerPersonID]; d.ManagerPersonID != "" && len(m) == 1 {
-				a.Manager = m[0]
-			}
+			a = pic.actual(u, d.ManagerPersonID)
 		} else if len(us) > 1 {
 			// Ambiguous: the worker reports it with the details.
 			drift = append(drift, Plan{PersonID: d.PersonID, Phase: d.Phase, Notes: []string{"several accounts carry this employeeId"}})
@@ -398,90 +366,26 @@ func (e *Engine) Drift(ctx context.Context, rep *SyncReport) ([]Plan, error) {
 			rep.schedules = append(rep.schedules, pendingSchedule{personID: d.PersonID, at: d.NextTransition, reason: string(d.Phase) + " transition"})
 		}
 	}
-	planPage := func(emps []model.Employee) error {
-		for i := range emps {
-			emp := &emps[i]
-			seen[emp.PersonID] = true
-			rep.Employees++
-			d, err := e.desired(*emp, now)
-			if err != nil {
-				e.log.Error("full sync: evaluate rules", "person_id", emp.PersonID, "err", err)
-				continue
-			}
-			planOne(d, emp)
+	err = pic.eachEmployee(ctx, func(emp *model.Employee) {
+		d, err := e.desired(*emp, now)
+		if err != nil {
+			e.log.Error("full sync: evaluate rules", "person_id", emp.PersonID, "err", err)
+			return
 		}
-		return nil
-	}
-	if ps, ok := e.cfg.Source.(PagedSource); ok {
-		err = ps.EachEmployeePage(ctx, planPage)
-	} else {
-		var emps []model.Employee
-		if emps, err = e.cfg.Source.ListEmployees(ctx); err == nil {
-			err = planPage(emps)
-		}
-	}
+		planOne(d, emp)
+	})
+	rep.Employees += pic.employees
 	if err != nil {
-		return nil, fmt.Errorf("full sync: read Personio: %w", err)
+		return nil, fmt.Errorf("full sync: %w", err)
 	}
 	// Owned accounts whose person no longer exists in Personio are leavers.
-	for id := range byEmp {
-		if id == "" || seen[id] {
-			continue
-		}
+	for _, id := range pic.absent() {
 		planOne(e.deletedPerson(id), nil)
 	}
 	slices.SortFunc(drift, func(a, b Plan) int { return strings.Compare(a.PersonID, b.PersonID) })
 	slices.Sort(rep.Unowned)
 	rep.Drifting = len(drift)
 	return drift, nil
-}
-
-// PagedSource is implemented by sources that can hand out a complete read
-// page by page (the Personio client: v1 /company/employees, 100 a page).
-// yield's error stops the read and is returned.
-type PagedSource interface {
-	EachEmployeePage(ctx context.Context, yield func([]model.Employee) error) error
-}
-
-// memberIndex holds the managed groups' members as, per account, the
-// indexes of its managed groups: two small integers per person instead of
-// a map per person (50,000 people in 200 groups).
-type memberIndex struct {
-	ids   []string       // group ids by index
-	index map[string]int // group id → index
-	of    map[string][]uint16
-}
-
-func newMemberIndex(groups []GroupRef) *memberIndex {
-	m := &memberIndex{index: map[string]int{}, of: map[string][]uint16{}}
-	for _, g := range groups {
-		if _, ok := m.index[g.ID]; !ok {
-			m.index[g.ID] = len(m.ids)
-			m.ids = append(m.ids, g.ID)
-		}
-	}
-	return m
-}
-
-func (m *memberIndex) add(groupID, userID string) {
-	i, ok := m.index[groupID]
-	if !ok || i > 1<<16-1 {
-		return
-	}
-	l := m.of[userID]
-	if !slices.Contains(l, uint16(i)) {
-		m.of[userID] = append(l, uint16(i))
-	}
-}
-
-// groupsOf is the account's managed groups as Actual.Groups wants them.
-func (m *memberIndex) groupsOf(userID string) map[string]bool {
-	l := m.of[userID]
-	out := make(map[string]bool, len(l))
-	for _, i := range l {
-		out[m.ids[i]] = true
-	}
-	return out
 }
 
 func (s *Syncer) guardAndEnqueue(ctx context.Context, rep *SyncReport, drift []Plan, withPlans bool) error {

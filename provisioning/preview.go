@@ -199,9 +199,10 @@ type previewSide struct {
 // rules.Load or rules.LoadBytes report every problem with file:line:col)
 // for everyone in Personio and compares them with the engine's current
 // rules, desired against desired and against the accounts in Entra. It
-// reads Personio once (complete), the Entra users and the members of the
-// managed groups of both rule sets, the ownership records and the
-// safeguard's window; it writes nothing.
+// reads as the complete sync reads (completeRead: the Entra users, the
+// members of the managed groups of both rule sets and the ownership
+// records, then Personio page by page) and the safeguard's window; it
+// writes nothing.
 func PreviewRules(ctx context.Context, e *Engine, candidate *rules.Rules) (RulesPreview, error) {
 	if e == nil || candidate == nil {
 		return RulesPreview{}, errors.New("preview rules: an engine and candidate rules are required")
@@ -212,79 +213,25 @@ func PreviewRules(ctx context.Context, e *Engine, candidate *rules.Rules) (Rules
 		pv.CurrentRules = r.File()
 	}
 
-	emps, err := e.cfg.Source.ListEmployees(ctx)
-	if err != nil {
-		return pv, fmt.Errorf("preview rules: read Personio: %w", err)
-	}
-	users, err := e.cfg.Directory.ListUsers(ctx)
-	if err != nil {
-		return pv, fmt.Errorf("preview rules: list Entra users: %w", err)
-	}
-	owned, err := e.own.All(ctx)
-	if err != nil {
-		return pv, fmt.Errorf("preview rules: %w", err)
-	}
-	pv.Employees, pv.Accounts, pv.Owned = len(emps), len(users), len(owned)
-
-	// Both rule sets' groups: the current ones as the engine resolved them,
-	// the candidate's new ones looked up (reads only).
+	// Both rule sets' groups, resolved once the accounts are read: the
+	// current ones as the engine resolved them, the candidate's new ones
+	// looked up (reads only). The members of all of them are read.
+	lc := candidate.Lifecycle()
 	cur := previewSide{ev: e.cfg.Rules, keys: map[string]bool{}, delete: e.cfg.OnDeleted,
 		opt: PlanOptions{ManageManager: e.cfg.ManageManager}}
-	refs, groupErrs := e.managedGroups(ctx)
-	for _, ge := range groupErrs {
-		pv.Notes = append(pv.Notes, "current rules: "+ge.Error())
-	}
-	cur.opt.ManagedGroups = refs
-	resolved := map[string]GroupRef{}
-	for _, g := range refs {
-		resolved[g.Key] = g
-	}
-	for _, k := range e.cfg.ManagedGroups {
-		cur.keys[k] = true
-	}
-	lc := candidate.Lifecycle()
 	cand := previewSide{ev: candidate, keys: map[string]bool{},
 		delete: LeaverActions{RevokeSessions: lc.Leaver.RevokeSessions, RemoveMemberships: lc.Leaver.RemoveMemberships},
 		opt:    PlanOptions{ManageManager: candidate.ManagesManager()}}
-	problems := map[string]string{}
-	for _, k := range candidate.ManagedGroups() {
-		cand.keys[k] = true
-		g, ok := resolved[k]
-		if !ok {
-			grp, err := LookupGroup(ctx, e.cfg.Directory, k)
-			switch {
-			case err != nil:
-				problems[k] = fmt.Sprintf("cannot be resolved in Entra: %v", err)
-				continue
-			case grp.Unmanageable != "":
-				problems[k] = "cannot be managed through Microsoft Graph: " + grp.Unmanageable
-				continue
-			}
-			g = GroupRef{Key: k, ID: grp.ID}
-			resolved[k] = g
-		}
-		cand.opt.ManagedGroups = append(cand.opt.ManagedGroups, g)
+	var problems map[string]string
+	pic, err := e.readComplete(ctx, func(ctx context.Context) []GroupRef {
+		var refs []GroupRef
+		refs, problems = e.previewGroups(ctx, &pv, &cur, &cand, candidate)
+		return refs
+	})
+	if err != nil {
+		return pv, fmt.Errorf("preview rules: %w", err)
 	}
-	for _, k := range slices.Sorted(maps.Keys(problems)) {
-		pv.Notes = append(pv.Notes, fmt.Sprintf("candidate rules: group %q %s; its changes cannot be applied", k, problems[k]))
-	}
-	memberOf := map[string]map[string]bool{} // user id → group ids
-	for _, g := range slices.SortedFunc(maps.Values(resolved), func(a, b GroupRef) int { return strings.Compare(a.Key, b.Key) }) {
-		ids, err := e.cfg.Directory.ListGroupMembers(ctx, g.ID)
-		if err != nil {
-			return pv, fmt.Errorf("preview rules: members of %q: %w", g.Key, err)
-		}
-		for _, id := range ids {
-			if memberOf[id] == nil {
-				memberOf[id] = map[string]bool{}
-			}
-			memberOf[id][g.ID] = true
-		}
-	}
-	byEmp := make(map[string][]*User, len(users))
-	for i := range users {
-		byEmp[users[i].EmployeeID] = append(byEmp[users[i].EmployeeID], &users[i])
-	}
+	pv.Accounts, pv.Owned = pic.accounts, len(pic.owned)
 
 	causedByChange := 0
 	compare := func(emp *model.Employee, personID string) {
@@ -312,7 +259,7 @@ func PreviewRules(ctx context.Context, e *Engine, candidate *rules.Rules) (Rules
 		// not protected.
 		var u *User
 		planned := true
-		switch us := byEmp[personID]; {
+		switch us := pic.accountsOf(personID); {
 		case len(us) == 1 && e.isProtected(*us[0]):
 			pd.Account, pd.Protected, planned = us[0].UserPrincipalName, true, false
 		case len(us) == 1:
@@ -322,7 +269,7 @@ func PreviewRules(ctx context.Context, e *Engine, candidate *rules.Rules) (Rules
 			pv.Notes = append(pv.Notes, fmt.Sprintf("person %s: %d accounts carry this employeeId (the workers stop with an error); compared by the rules only", personID, len(us)))
 		}
 		if u != nil {
-			pd.Account, pd.Owned = u.UserPrincipalName, owned[u.ID]
+			pd.Account, pd.Owned = u.UserPrincipalName, pic.owned[u.ID]
 			if emp != nil {
 				d0 = e.keepAccessWith(cur.ev, *emp, d0, *u)
 				d1 = e.keepAccessWith(cand.ev, *emp, d1, *u)
@@ -330,7 +277,8 @@ func PreviewRules(ctx context.Context, e *Engine, candidate *rules.Rules) (Rules
 		}
 		var p0, p1 Plan
 		if planned {
-			p0, p1 = previewPlan(d0, u, memberOf, byEmp, cur.opt), previewPlan(d1, u, memberOf, byEmp, cand.opt)
+			p0 = ComputePlan(d0, pic.actual(u, d0.ManagerPersonID), cur.opt)
+			p1 = ComputePlan(d1, pic.actual(u, d1.ManagerPersonID), cand.opt)
 		}
 		diffPerson(&pd, d0, d1, planned && u == nil, p0, p1, cur.keys, cand.keys)
 		if u != nil && pd.Owned && p1.Destructive() > 0 {
@@ -349,18 +297,16 @@ func PreviewRules(ctx context.Context, e *Engine, candidate *rules.Rules) (Rules
 		}
 		pv.People = append(pv.People, pd)
 	}
-	seen := make(map[string]bool, len(emps))
-	for i := range emps {
-		seen[emps[i].PersonID] = true
-		compare(&emps[i], emps[i].PersonID)
+	if err := pic.eachEmployee(ctx, func(emp *model.Employee) { compare(emp, emp.PersonID) }); err != nil {
+		return pv, fmt.Errorf("preview rules: %w", err)
 	}
+	pv.Employees = pic.employees
 	// Owned accounts whose person Personio no longer has are leavers under
 	// both rule sets, with each set's leaver actions.
-	for _, id := range slices.Sorted(maps.Keys(byEmp)) {
-		if id == "" || seen[id] || len(byEmp[id]) != 1 || !owned[byEmp[id][0].ID] {
-			continue
+	for _, id := range pic.absent() {
+		if us := pic.accountsOf(id); len(us) == 1 && pic.owned[us[0].ID] {
+			compare(nil, id)
 		}
-		compare(nil, id)
 	}
 	slices.SortFunc(pv.People, func(a, b PersonDiff) int { return strings.Compare(a.PersonID, b.PersonID) })
 	pv.total(e.cfg.ManagedGroups, candidate.ManagedGroups(), problems)
@@ -381,18 +327,47 @@ func (e *Engine) deletedWith(s previewSide, personID string) rules.Desired {
 	return d
 }
 
-// previewPlan plans d against the account as it is (no account: nil).
-func previewPlan(d rules.Desired, u *User, memberOf map[string]map[string]bool, byEmp map[string][]*User, opt PlanOptions) Plan {
-	a := Actual{User: u, Groups: map[string]bool{}}
-	if u != nil {
-		if g := memberOf[u.ID]; g != nil {
-			a.Groups = g
-		}
-		if m := byEmp[d.ManagerPersonID]; d.ManagerPersonID != "" && len(m) == 1 {
-			a.Manager = m[0]
-		}
+// previewGroups resolves both rule sets' managed groups: the current ones
+// as the engine resolved them (their problems become notes), the
+// candidate's new ones looked up (reads only). It fills the sides' keys and
+// plan options and returns every group to read the members of, sorted by
+// key, and the candidate's groups that cannot be used, by key.
+func (e *Engine) previewGroups(ctx context.Context, pv *RulesPreview, cur, cand *previewSide, candidate *rules.Rules) ([]GroupRef, map[string]string) {
+	refs, groupErrs := e.managedGroups(ctx)
+	for _, ge := range groupErrs {
+		pv.Notes = append(pv.Notes, "current rules: "+ge.Error())
 	}
-	return ComputePlan(d, a, opt)
+	cur.opt.ManagedGroups = refs
+	resolved := map[string]GroupRef{}
+	for _, g := range refs {
+		resolved[g.Key] = g
+	}
+	for _, k := range e.cfg.ManagedGroups {
+		cur.keys[k] = true
+	}
+	problems := map[string]string{}
+	for _, k := range candidate.ManagedGroups() {
+		cand.keys[k] = true
+		g, ok := resolved[k]
+		if !ok {
+			grp, err := LookupGroup(ctx, e.cfg.Directory, k)
+			switch {
+			case err != nil:
+				problems[k] = fmt.Sprintf("cannot be resolved in Entra: %v", err)
+				continue
+			case grp.Unmanageable != "":
+				problems[k] = "cannot be managed through Microsoft Graph: " + grp.Unmanageable
+				continue
+			}
+			g = GroupRef{Key: k, ID: grp.ID}
+			resolved[k] = g
+		}
+		cand.opt.ManagedGroups = append(cand.opt.ManagedGroups, g)
+	}
+	for _, k := range slices.Sorted(maps.Keys(problems)) {
+		pv.Notes = append(pv.Notes, fmt.Sprintf("candidate rules: group %q %s; its changes cannot be applied", k, problems[k]))
+	}
+	return slices.SortedFunc(maps.Values(resolved), func(a, b GroupRef) int { return strings.Compare(a.Key, b.Key) }), problems
 }
 
 // destructiveSubset reports whether every destructive change of a is also

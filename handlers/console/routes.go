@@ -82,7 +82,8 @@ func (c *Console) routes() chi.Router {
 
 // SignInLink issues a one-time sign-in code valid for ttl and returns the
 // path that redeems it (append it to the listener's base URL). The link
-// works once, and only on a loopback listener: it is for the local demo.
+// works once, and only over a loopback connection (client and listener
+// address both loopback): it is for the local demo.
 func (c *Console) SignInLink(ttl time.Duration) string {
 	return Prefix + "/signin/link?code=" + c.codes.issue(ttl)
 }
@@ -123,7 +124,8 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	client := clientKey(r)
-	if wait, blocked := c.limiter.blocked(client); blocked {
+	release, wait, ok := c.limiter.reserve(client) // counted as failed until it succeeds
+	if !ok {
 		w.Header().Set("Retry-After", retryAfter(wait))
 		c.log.Warn("console: sign-in refused, too many failed attempts", "client", client)
 		c.renderSignIn(w, r, http.StatusTooManyRequests, next,
@@ -131,11 +133,11 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !sameToken(r.FormValue("token"), c.cfg.AdminToken) {
-		c.limiter.fail(client)
 		c.log.Warn("console: failed sign-in", "client", client)
 		c.renderSignIn(w, r, http.StatusUnauthorized, next, "That is not the admin token (ADMIN_TOKEN).")
 		return
 	}
+	release()
 	c.startSession(w, r)
 	c.log.Info("console: signed in", "client", client)
 	http.Redirect(w, r, safeNext(next), http.StatusSeeOther)
@@ -154,21 +156,22 @@ func (c *Console) startSession(w http.ResponseWriter, r *http.Request) {
 // browser on to a clean URL, so the code stays neither in the address bar
 // nor in the history (a redirect replaces the entry).
 func (c *Console) signInLink(w http.ResponseWriter, r *http.Request) {
-	if !onLoopbackListener(r) {
-		c.renderError(w, r, http.StatusForbidden, "Sign-in links work only when the console listens on a loopback address: sign in with the admin token.")
+	if !overLoopback(r) {
+		c.renderError(w, r, http.StatusForbidden, "Sign-in links work only from this machine, over a loopback address: sign in with the admin token.")
 		return
 	}
 	client := clientKey(r)
-	if wait, blocked := c.limiter.blocked(client); blocked {
+	release, wait, ok := c.limiter.reserve(client) // counted as failed until it succeeds
+	if !ok {
 		w.Header().Set("Retry-After", retryAfter(wait))
 		c.renderError(w, r, http.StatusTooManyRequests, "Too many failed sign-ins: try again later.")
 		return
 	}
 	if !c.codes.redeem(r.URL.Query().Get("code")) {
-		c.limiter.fail(client)
 		c.renderError(w, r, http.StatusForbidden, "This sign-in link was already used or has expired: sign in with the admin token.")
 		return
 	}
+	release()
 	c.startSession(w, r)
 	c.log.Info("console: signed in with a one-time link", "client", client)
 	http.Redirect(w, r, Prefix+"/", http.StatusSeeOther)

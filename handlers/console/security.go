@@ -123,14 +123,22 @@ func clientKey(r *http.Request) string {
 	return host
 }
 
-// onLoopbackListener reports whether the request arrived on a loopback
-// address of this process (the listener's own address, not the client's).
-func onLoopbackListener(r *http.Request) bool {
-	a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
-	if !ok {
-		return false
-	}
-	host, _, err := net.SplitHostPort(a.String())
+// overLoopback reports whether the request came over a loopback
+// connection: the client's address (the TCP peer net/http puts in
+// RemoteAddr; no forwarding header is trusted) and the address it reached
+// (the connection's local address) are both loopback. The client's side is
+// what matters: a listener bound to 0.0.0.0 can get a remote client's
+// connection to its loopback address (NAT to 127.0.0.1, port forwarding),
+// and such a request is refused.
+func overLoopback(r *http.Request) bool {
+	local, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+	return ok && loopbackHost(local.String()) && loopbackHost(r.RemoteAddr)
+}
+
+// loopbackHost reports whether hostport ("127.0.0.1:8080", "[::1]:8080")
+// names a loopback IP.
+func loopbackHost(hostport string) bool {
+	host, _, err := net.SplitHostPort(hostport)
 	if err != nil {
 		return false
 	}

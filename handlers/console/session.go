@@ -141,43 +141,64 @@ func (l *failureLimiter) prune(ts []time.Time, now time.Time) []time.Time {
 	return ts[i:]
 }
 
-// blocked reports whether client may not try now, and for how long.
-func (l *failureLimiter) blocked(client string) (time.Duration, bool) {
+// reserve checks and counts one sign-in attempt of client in one step:
+// when client may try now, the attempt is counted as failed at once — before
+// its token or code is compared — and release takes that count back (call
+// it when the attempt succeeds; a wrong one keeps it). Otherwise ok is false
+// and wait says how long to wait. As check and count are one step under the
+// lock, attempts sent at the same time see each other: no more than limit
+// attempts of one client are compared within the window.
+func (l *failureLimiter) reserve(client string) (release func(), wait time.Duration, ok bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
 	l.all = l.prune(l.all, now)
 	ts := l.prune(l.per[client], now)
-	if len(ts) == 0 {
-		delete(l.per, client)
-	} else {
-		l.per[client] = ts
-	}
 	switch {
 	case len(ts) >= l.limit:
-		return l.window - now.Sub(ts[0]), true
+		l.per[client] = ts
+		return nil, l.window - now.Sub(ts[0]), false
 	case len(ts) > 0 && len(l.all) >= 10*l.limit:
 		// Under a wide attack an address that failed even once waits; one
 		// that has not failed still signs in, so failures from other
 		// addresses cannot lock the admins out.
-		return l.window - now.Sub(l.all[0]), true
+		l.per[client] = ts
+		return nil, l.window - now.Sub(l.all[0]), false
 	}
-	return 0, false
-}
-
-func (l *failureLimiter) fail(client string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := l.now()
-	l.per[client] = append(l.prune(l.per[client], now), now)
-	l.all = append(l.prune(l.all, now), now)
+	l.per[client] = append(ts, now)
+	l.all = append(l.all, now)
 	if len(l.per) > 10000 { // bound the memory of a scan from many addresses
-		for k, ts := range l.per {
-			if len(l.prune(ts, now)) == 0 {
+		for k, kts := range l.per {
+			if len(l.prune(kts, now)) == 0 {
 				delete(l.per, k)
 			}
 		}
 	}
+	var once sync.Once
+	return func() { once.Do(func() { l.unreserve(client, now) }) }, 0, true
+}
+
+// unreserve takes back one attempt of client counted at t (if the window
+// has not dropped it already).
+func (l *failureLimiter) unreserve(client string, t time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if ts := removeLast(l.per[client], t); len(ts) == 0 {
+		delete(l.per, client)
+	} else {
+		l.per[client] = ts
+	}
+	l.all = removeLast(l.all, t)
+}
+
+// removeLast removes the last element of ts equal to t.
+func removeLast(ts []time.Time, t time.Time) []time.Time {
+	for i := len(ts) - 1; i >= 0; i-- {
+		if ts[i].Equal(t) {
+			return append(ts[:i], ts[i+1:]...)
+		}
+	}
+	return ts
 }
 
 // codeStore holds one-time sign-in codes (the demo's sign-in link).
