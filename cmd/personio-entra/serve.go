@@ -33,6 +33,7 @@ func runServe(ctx context.Context, env *environment, args []string) error {
 	}
 	logger := newLogger(cfg, env.stderr)
 	logger.Info("personio-entra serve starting", slog.Any("config", cfg))
+	tuneReceiverGC(env.getenv, logger)
 
 	q, closeQueue, err := openQueue(ctx, cfg, logger)
 	if err != nil {

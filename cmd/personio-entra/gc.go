@@ -1,0 +1,31 @@
+package main
+
+import (
+	"log/slog"
+	"runtime/debug"
+	"strings"
+)
+
+// receiverGCPercent is the garbage collector target of the receiver-only
+// process (`serve`). The receiver keeps almost nothing alive — a few
+// megabytes of connections and buffers — and allocates a few kilobytes
+// per delivery, so at Go's default (GOGC=100: collect when the heap
+// doubles) it collects dozens of times a second under load. At 400 it
+// collects a fifth as often for a heap that stays in the tens of
+// megabytes; measured in BENCHMARKS.md ("Receiver against raw JetStream
+// publishes"). Workers keep Go's default: their heap is the complete
+// sync's, which is sized with GOMEMLIMIT instead (README, Operations).
+const receiverGCPercent = 400
+
+// tuneReceiverGC sets receiverGCPercent unless GOGC is set in the
+// environment, which always wins. It returns the percent in effect.
+func tuneReceiverGC(getenv func(string) string, log *slog.Logger) int {
+	if v := strings.TrimSpace(getenv("GOGC")); v != "" {
+		cur := debug.SetGCPercent(100)
+		debug.SetGCPercent(cur)
+		return cur
+	}
+	debug.SetGCPercent(receiverGCPercent)
+	log.Debug("receiver garbage collector target set", slog.Int("gc_percent", receiverGCPercent))
+	return receiverGCPercent
+}
