@@ -109,6 +109,9 @@ func (e *Engine) returner(ctx context.Context, log *slog.Logger, now time.Time, 
 		return res, nil
 	}
 
+	if err := e.noteWrite(ctx, d.PersonID, recentRestored, x.ID, upn); err != nil {
+		return nil, fmt.Errorf("returner %s: %w", d.PersonID, err)
+	}
 	u, upn, err := e.restore(ctx, du, x, d.UPNCandidates, upn, opts)
 	p := Plan{PersonID: d.PersonID, Phase: d.Phase, Reason: d.Reason, UserID: x.ID, UPN: x.UserPrincipalName}
 	res.change = restoreChange(x, upn)
@@ -129,6 +132,7 @@ func (e *Engine) returner(ctx context.Context, log *slog.Logger, now time.Time, 
 		back.Mail = u.Mail
 	}
 	res.user = &back
+	e.noteAccount(ctx, log, d.PersonID, recentRestored, back)
 	note := fmt.Sprintf("returner: account restored from the recycle bin (deleted %s) instead of creating a second one", deleted)
 	outcome := "restored"
 	if !strings.EqualFold(upn, x.UserPrincipalName) {
