@@ -13,8 +13,8 @@ import (
 )
 
 // Recent accounts: the record of an account this product has just
-// restored, so that no second one is made while Graph does not show it
-// yet.
+// created or restored, so that no second one is made while Graph does not
+// show it yet.
 //
 // Graph's directory reads are eventually consistent: right after a create
 // or a restore (POST /directory/deletedItems/{id}/restore), the lookups
@@ -26,32 +26,35 @@ import (
 // that time (a retry after a later step failed, the next webhook, a worker
 // in another process) finds no account. The create path catches its own
 // name (a create whose UPN is taken waits for the holder, apply.go), but
-// not an account that came back under a name that is no longer among the
-// person's candidates: a restore under the account's old name after a
-// change of surname.
+// not an account that came back, or was made, under a name that is no
+// longer among the person's candidates: a restore under the account's old
+// name after a change of surname, a create before HR corrected the name.
 //
-// So every restore is recorded in the state bucket under
+// So every create and restore is recorded in the state bucket under
 // "recent.<person id>" (replicated, shared by every worker process and
 // kept across restarts, like the ownership records): before the request
-// is sent (what is being restored), and again once Graph answered. When
-// the lookups find no account and the person should have one, a fresh
-// record makes the engine read the recorded account by its object id —
-// the read Graph answers first after a write — and go on with it. If it
-// cannot be read yet, and the recycle bin gives nothing to restore, the
-// reconcile fails and is retried: no account is created while the record
-// is fresh.
+// is sent (what is being created or restored), and again with the object
+// id once Graph answered. When the lookups find no account and the person
+// should have one, a fresh record makes the engine read the recorded
+// account by its object id — the read Graph answers first after a write —
+// and go on with it. If it cannot be read yet, and the recycle bin gives
+// nothing to restore, the reconcile fails and is retried: no account is
+// created while the record is fresh. A create whose answer was lost has no
+// object id yet; its name is then tried first, so that the create runs
+// into the stored account (a UPN conflict, waited out by apply.go) instead
+// of making one under another name.
 //
 // The record is read only when the lookups found no account, so it costs
 // nothing once the account is visible; a stale record is deleted when it
-// is read, and the next restore of the person overwrites it.
+// is read, and the next create or restore of the person overwrites it.
 
 const recentPrefix = "recent."
 
-// recentWindow is how long after a restore a reconcile that finds no
-// account relies on the record instead of the lookups. Microsoft
+// recentWindow is how long after a create or restore a reconcile that
+// finds no account relies on the record instead of the lookups. Microsoft
 // gives no upper bound for directory replication; it usually takes
 // seconds, and the create path waits 30 s for it (Config.ReplicationWait).
-// The window must cover every retry of the reconcile that restored the
+// The window must cover every retry of the reconcile that wrote the
 // account — the queue retries a failed reconcile 8 times, backing off from
 // 2 s to 2 min, about 4 minutes in all — and the webhooks that follow
 // within minutes. Erring long costs little: the record only matters while
@@ -61,11 +64,15 @@ const recentPrefix = "recent."
 const recentWindow = 10 * time.Minute
 
 // How the recorded account came to be.
-const recentRestored = "restored"
+const (
+	recentCreated  = "created"
+	recentRestored = "restored"
+)
 
-// recentAccount is the record of one person's latest restore.
+// recentAccount is the record of one person's latest create or restore.
 type recentAccount struct {
-	How    string `json:"how"` // restored
+	How string `json:"how"` // created or restored
+	// UserID is "" for a create Graph has not answered yet.
 	UserID string `json:"user_id,omitempty"`
 	UPN    string `json:"user_principal_name"`
 	// Confirmed: Graph answered the write with the account.
@@ -75,8 +82,13 @@ type recentAccount struct {
 
 func recentKey(personID string) string { return recentPrefix + personID }
 
-// writeOf names the write of a record.
-func writeOf(string) string { return "restore" }
+// writeOf names the write of a record: create or restore.
+func writeOf(how string) string {
+	if how == recentRestored {
+		return "restore"
+	}
+	return "create"
+}
 
 func (r recentAccount) String() string {
 	s := r.UPN
@@ -87,8 +99,8 @@ func (r recentAccount) String() string {
 }
 
 // noteWrite records, before the request is sent, the account that is
-// being restored. Without the record the write is not made: a failure is
-// returned (and retried).
+// being created (userID "") or restored. Without the record the write is
+// not made: a failure is returned (and retried).
 func (e *Engine) noteWrite(ctx context.Context, personID, how, userID, upn string) error {
 	if err := e.putRecent(ctx, personID, recentAccount{How: how, UserID: userID, UPN: upn, At: e.cfg.Now().UTC()}); err != nil {
 		return fmt.Errorf("record the %s of %s in the state bucket before sending it (without the record a retry could make a second account): %w",
@@ -97,12 +109,21 @@ func (e *Engine) noteWrite(ctx context.Context, personID, how, userID, upn strin
 	return nil
 }
 
-// noteAccount records the account Graph answered a restore with. A failure is logged: the record written before the request still
+// noteAccount records the account Graph answered a create or restore
+// with. A failure is logged: the record written before the request still
 // protects the person.
 func (e *Engine) noteAccount(ctx context.Context, log *slog.Logger, personID, how string, u User) {
 	rec := recentAccount{How: how, UserID: u.ID, UPN: u.UserPrincipalName, Confirmed: true, At: e.cfg.Now().UTC()}
 	if err := e.putRecent(ctx, personID, rec); err != nil {
 		log.Error("record the "+how+" account in the state bucket", "user_id", u.ID, "err", err)
+	}
+}
+
+// forgetWrite drops the record of a create Graph refused (nothing was
+// stored).
+func (e *Engine) forgetWrite(ctx context.Context, personID string) {
+	if err := e.cfg.State.Delete(context.WithoutCancel(ctx), recentKey(personID)); err != nil {
+		e.log.Warn("drop the record of a refused create", "person_id", personID, "err", err)
 	}
 }
 
@@ -154,7 +175,7 @@ func wantsAccount(d *rules.Desired) bool {
 }
 
 // recentAccountFor runs when the lookups found no account. A fresh record
-// of a restore names the account: it is read by its object id
+// of a create or restore names the account: it is read by its object id
 // and returned when it still carries the person's employeeId. The run
 // (nil without a fresh record) goes on to beforeCreate.
 func (e *Engine) recentAccountFor(ctx context.Context, log *slog.Logger, d *rules.Desired, planOnly bool) (*User, *recentRun, error) {
@@ -166,6 +187,9 @@ func (e *Engine) recentAccountFor(ctx context.Context, log *slog.Logger, d *rule
 		return nil, nil, err
 	}
 	run := &recentRun{rec: *rec}
+	if rec.UserID == "" {
+		return nil, run, nil
+	}
 	u, err := e.cfg.Directory.GetUser(ctx, rec.UserID)
 	switch {
 	case errors.Is(err, ErrNotFound):
@@ -174,7 +198,7 @@ func (e *Engine) recentAccountFor(ctx context.Context, log *slog.Logger, d *rule
 	case err != nil:
 		return nil, nil, fmt.Errorf("reconcile %s: the lookups find no account, but %s: read it by its object id: %w", d.PersonID, rec, err)
 	case !strings.EqualFold(u.EmployeeID, d.PersonID):
-		log.Warn("the account recently restored for the person carries another employeeId now; not used",
+		log.Warn("the account recently created or restored for the person carries another employeeId now; not used",
 			"user_id", u.ID, "upn", u.UserPrincipalName, "employee_id", u.EmployeeID)
 		return nil, nil, nil
 	}
@@ -186,12 +210,22 @@ func (e *Engine) recentAccountFor(ctx context.Context, log *slog.Logger, d *rule
 // beforeCreate runs when the plan will create an account: the lookups
 // found none and nothing was restored. While a fresh record names an
 // account that cannot be read yet, no account is created: the reconcile
-// fails and is retried.
+// fails and is retried. A create whose answer was lost is tried under its
+// name first.
 func (e *Engine) beforeCreate(d *rules.Desired, run *recentRun) error {
-	if run == nil || !run.unreadable {
+	if run == nil {
 		return nil
 	}
-	return &DirectoryError{Kind: KindTransient, Op: "create user",
-		Message: fmt.Sprintf("person %s: account %s, and Graph does not show it yet, not even by its object id; "+
-			"no second account is created while it may be replicating (%s): retried", d.PersonID, run.rec, recentWindow)}
+	rec := run.rec
+	if run.unreadable {
+		return &DirectoryError{Kind: KindTransient, Op: "create user",
+			Message: fmt.Sprintf("person %s: account %s, and Graph does not show it yet, not even by its object id; "+
+				"no second account is created while it may be replicating (%s): retried", d.PersonID, rec, recentWindow)}
+	}
+	if rec.UserID == "" && rec.UPN != "" {
+		d.UPNCandidates = append([]string{rec.UPN}, withoutUPN(d.UPNCandidates, rec.UPN)...)
+		run.note = fmt.Sprintf("a create of %s at %s got no answer: that name is tried first, so that an account Graph stored is found instead of making a second one",
+			rec.UPN, rec.At.UTC().Format(time.RFC3339))
+	}
+	return nil
 }

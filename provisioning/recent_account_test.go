@@ -3,6 +3,7 @@ package provisioning_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/personio-entra/personio-entra/provisioning"
 	"github.com/personio-entra/personio-entra/provisioning/model"
@@ -110,5 +111,60 @@ func TestRestoreWithLostAnswerIsNotCreatedAgain(t *testing.T) {
 	env.dir.Replicate()
 	if users := withEmployeeID(env.dir, "7"); len(users) != 1 || users[0].ID != old || !users[0].AccountEnabled {
 		t.Fatalf("accounts with employeeId 7: %+v", users)
+	}
+}
+
+// A new account is still invisible to Graph's lookups when the person is
+// reconciled again with another name (HR corrected a typo right after
+// creating the person): the second reconcile must not create an account
+// under the corrected name.
+func TestNewAccountIsNotCreatedAgainUnderAnotherName(t *testing.T) {
+	ctx := context.Background()
+	env := newLifecycleEnv(t, "keep", "", provisioning.GuardSettings{MaxCount: 100})
+	env.dir.LagWrites(provisioningtest.Lag{})
+	env.src.Set(employee("8", "Jon", "Doe"))
+	first := env.reconcile(t, "8").Plan.UserID
+	env.src.Set(employee("8", "John", "Doe"))
+	env.rebuild(t) // another worker process
+	res, err := env.eng.Reconcile(ctx, "8", "person.updated")
+	if err != nil {
+		t.Fatalf("second reconcile: %v", err)
+	}
+	if n := env.count("CreateUser"); n != 1 || res.Plan.UserID != first {
+		t.Fatalf("%d creates; the second reconcile went on with %q, want %s; writes %v", n, res.Plan.UserID, first, env.ops())
+	}
+	env.dir.Replicate()
+	if users := withEmployeeID(env.dir, "8"); len(users) != 1 || users[0].Attributes["displayName"] != "John Doe" {
+		t.Fatalf("accounts with employeeId 8: %+v", users)
+	}
+}
+
+// A create whose answer is lost (Graph stored the account, the request
+// timed out) is retried after the name changed, while Graph does not show
+// the account yet: the retry tries the name of the lost create first, so
+// it runs into that account instead of creating one under the new name.
+func TestCreateWithLostAnswerIsNotCreatedAgainUnderAnotherName(t *testing.T) {
+	ctx := context.Background()
+	env := newLifecycleEnv(t, "keep", "", provisioning.GuardSettings{MaxCount: 100},
+		func(c *provisioning.Config) { c.ReplicationWait = 50 * time.Millisecond })
+	env.dir.LagWrites(provisioningtest.Lag{ByID: true})
+	env.dir.LoseAnswer("CreateUser")
+	env.src.Set(employee("8", "Jon", "Doe"))
+	if _, err := env.eng.Reconcile(ctx, "8", "test"); err == nil || work.IsTerminal(err) {
+		t.Fatalf("first reconcile: %v, want a retryable error", err)
+	}
+	env.src.Set(employee("8", "John", "Doe"))
+	env.rebuild(t)
+	if _, err := env.eng.Reconcile(ctx, "8", "retry"); err == nil || work.IsTerminal(err) {
+		t.Fatalf("retry while the stored account is invisible: %v, want a retryable error", err)
+	}
+	if n := env.count("CreateUser"); n != 1 {
+		t.Fatalf("%d creates, want the lost one only; writes %v", n, env.ops())
+	}
+	env.dir.Replicate()
+	res := env.reconcile(t, "8")
+	users := withEmployeeID(env.dir, "8")
+	if len(users) != 1 || res.Plan.UserID != users[0].ID || users[0].UserPrincipalName != "jon.doe@example.com" {
+		t.Fatalf("accounts with employeeId 8: %+v (plan user %s)", users, res.Plan.UserID)
 	}
 }
