@@ -2,6 +2,7 @@ package provisioning_test
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -166,5 +167,32 @@ func TestCreateWithLostAnswerIsNotCreatedAgainUnderAnotherName(t *testing.T) {
 	users := withEmployeeID(env.dir, "8")
 	if len(users) != 1 || res.Plan.UserID != users[0].ID || users[0].UserPrincipalName != "jon.doe@example.com" {
 		t.Fatalf("accounts with employeeId 8: %+v (plan user %s)", users, res.Plan.UserID)
+	}
+}
+
+// The complete sync reads Entra before a new account shows in its
+// listing: it plans a create and queues the person. The queued reconcile
+// finds the account the sync missed instead of creating another.
+func TestSyncQueuedReconcileFindsTheAccountTheSyncMissed(t *testing.T) {
+	ctx := context.Background()
+	env := newLifecycleEnv(t, "keep", "", provisioning.GuardSettings{MaxCount: 100},
+		func(c *provisioning.Config) { c.ReplicationWait = 50 * time.Millisecond })
+	env.dir.LagWrites(provisioningtest.Lag{})
+	env.src.Set(employee("9", "Grace", "Hopper"))
+	first := env.reconcile(t, "9").Plan.UserID
+	rep, err := env.syncer().Run(ctx, provisioning.SyncOptions{Complete: true, WithPlans: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(rep.Plans, func(p provisioning.Plan) bool { return p.PersonID == "9" })
+	if i < 0 || len(rep.Plans[i].Changes) == 0 || rep.Plans[i].Changes[0].Kind != provisioning.CreateUser {
+		t.Fatalf("the sync did not miss the account (plans %+v); the test needs it to", rep.Plans)
+	}
+	res, err := env.eng.Reconcile(ctx, "9", "sync")
+	if err != nil {
+		t.Fatalf("queued reconcile: %v", err)
+	}
+	if n := env.count("CreateUser"); n != 1 || res.Plan.UserID != first {
+		t.Fatalf("%d creates; the queued reconcile went on with %q, want %s", n, res.Plan.UserID, first)
 	}
 }
