@@ -137,7 +137,7 @@ func (e *Engine) putRecent(ctx context.Context, personID string, rec recentAccou
 
 // loadRecent returns the person's record while it is fresh (nil when
 // there is none). A stale or unreadable record is deleted, except in a
-// plan.
+// plan or a dry run.
 func (e *Engine) loadRecent(ctx context.Context, log *slog.Logger, personID string, planOnly bool) (*recentAccount, error) {
 	key := recentKey(personID)
 	b, _, err := e.cfg.State.Get(ctx, key)
@@ -152,7 +152,7 @@ func (e *Engine) loadRecent(ctx context.Context, log *slog.Logger, personID stri
 	if fresh {
 		return &rec, nil
 	}
-	if !planOnly {
+	if !planOnly && !e.cfg.DryRun {
 		if err := e.cfg.State.Delete(ctx, key); err != nil {
 			log.Warn("delete a stale record of a recent create or restore", "err", err)
 		}

@@ -119,7 +119,11 @@ func (e *Engine) returner(ctx context.Context, log *slog.Logger, now time.Time, 
 		e.record(ctx, log, now, trigger, p, res.change, ResultFailed, "returner: restoring the deleted account failed; no new account is created while it is restorable", err)
 		switch {
 		case errors.Is(err, ErrNotFound):
-			// Purged meanwhile: the next attempt finds nothing and creates.
+			// Restored by an attempt whose answer was lost, or purged
+			// meanwhile: the next attempts go on with the account, read by
+			// its object id through the record of this restore
+			// (recent_account.go), or create nothing while that record is
+			// fresh, and create once it is stale and the account is gone.
 			return nil, fmt.Errorf("returner %s: the deleted account %s is no longer in the recycle bin: %w", d.PersonID, x.UserPrincipalName, err)
 		case errors.Is(err, ErrForbidden):
 			return nil, e.holdRestore(work.Terminal(fmt.Errorf("returner %s: Graph refused to restore %s (an app cannot restore an account that holds a privileged admin role, "+
