@@ -43,6 +43,7 @@ func (e *Engine) apply(ctx context.Context, log *slog.Logger, now time.Time, tri
 			// The next reconcile adopts it: it carries this person's employeeId.
 			log.Error("record ownership of the new account", "err", err)
 		}
+		e.noteAccount(ctx, log, plan.PersonID, recentCreated, u) // recent_account.go
 		e.writeBackEmail(ctx, log, now, trigger, res, emp, u)
 		// Follow-up: manager and groups for the new account. The new object
 		// may not be replicated yet; the adapter retries 404s (docs/graph-behaviour.md#replication-delay).
@@ -235,7 +236,13 @@ func (e *Engine) create(ctx context.Context, c Change, personID string) (User, e
 			}
 		}
 		props["employeeId"] = personID
+		if err := e.noteWrite(ctx, personID, recentCreated, "", upn); err != nil { // recent_account.go
+			return User{}, fmt.Errorf("create: %w", err)
+		}
 		u, err := e.cfg.Directory.CreateUser(ctx, NewUser{UserPrincipalName: upn, MailNickname: nick, AccountEnabled: c.Enabled, Attributes: props})
+		if errors.Is(err, ErrRejected) || errors.Is(err, ErrForbidden) {
+			e.forgetWrite(ctx, personID) // refused: nothing was stored
+		}
 		if errors.Is(err, ErrConflict) {
 			var de *DirectoryError
 			if errors.As(err, &de) && de.Target != "" && !strings.EqualFold(de.Target, "userPrincipalName") {

@@ -64,6 +64,7 @@ func init() {
 // afterApply).
 type lifecycleRun struct {
 	restore *restoreResult
+	recent  *recentRun // a recent create or restore (recent_account.go)
 	rename  *renameState
 	// hold is returned once the other changes are applied: a change that
 	// waits for an admin (a rename with no free candidate).
@@ -71,13 +72,24 @@ type lifecycleRun struct {
 }
 
 // beforePlan runs after the match: a person who should have an account but
-// has none may be a returner whose account is in the recycle bin. It
-// restores that account (or, in a plan or dry run, shows the restore) so
-// that the rest of the reconcile works on it, and it keeps the user
-// principal names of deleted accounts that are not ours out of the create.
+// has none may have one that Graph does not show yet (created or restored
+// moments ago: recent_account.go), or be a returner whose account is in
+// the recycle bin. It goes on with the first, restores the second (or, in
+// a plan or dry run, shows the restore) so that the rest of the reconcile
+// works on it, and it keeps the user principal names of deleted accounts
+// that are not ours out of the create.
 func (e *Engine) beforePlan(ctx context.Context, log *slog.Logger, now time.Time, trigger string, d *rules.Desired, user **User, planOnly bool) (*lifecycleRun, error) {
 	lr := &lifecycleRun{}
 	if *user != nil {
+		return lr, nil
+	}
+	u, recent, err := e.recentAccountFor(ctx, log, d, planOnly)
+	if err != nil {
+		return nil, err
+	}
+	lr.recent = recent
+	if u != nil {
+		*user = u
 		return lr, nil
 	}
 	r, err := e.returner(ctx, log, now, trigger, d, planOnly || e.cfg.DryRun)
@@ -87,6 +99,10 @@ func (e *Engine) beforePlan(ctx context.Context, log *slog.Logger, now time.Time
 	lr.restore = r
 	if r != nil && r.user != nil {
 		*user = r.user
+		return lr, nil
+	}
+	if err := e.beforeCreate(d, recent); err != nil {
+		return nil, err
 	}
 	return lr, nil
 }
@@ -114,6 +130,9 @@ func (e *Engine) actualFor(ctx context.Context, u *User, d rules.Desired, lr *li
 func (e *Engine) afterPlan(ctx context.Context, p *Plan, d rules.Desired, u *User, emp model.Employee, lr *lifecycleRun) error {
 	if lr == nil {
 		return nil
+	}
+	if lr.recent != nil && lr.recent.note != "" {
+		p.Notes = append(p.Notes, lr.recent.note)
 	}
 	if r := lr.restore; r != nil {
 		p.Notes = append(p.Notes, r.notes...)

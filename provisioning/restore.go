@@ -109,6 +109,9 @@ func (e *Engine) returner(ctx context.Context, log *slog.Logger, now time.Time, 
 		return res, nil
 	}
 
+	if err := e.noteWrite(ctx, d.PersonID, recentRestored, x.ID, upn); err != nil {
+		return nil, fmt.Errorf("returner %s: %w", d.PersonID, err)
+	}
 	u, upn, err := e.restore(ctx, du, x, d.UPNCandidates, upn, opts)
 	p := Plan{PersonID: d.PersonID, Phase: d.Phase, Reason: d.Reason, UserID: x.ID, UPN: x.UserPrincipalName}
 	res.change = restoreChange(x, upn)
@@ -116,7 +119,11 @@ func (e *Engine) returner(ctx context.Context, log *slog.Logger, now time.Time, 
 		e.record(ctx, log, now, trigger, p, res.change, ResultFailed, "returner: restoring the deleted account failed; no new account is created while it is restorable", err)
 		switch {
 		case errors.Is(err, ErrNotFound):
-			// Purged meanwhile: the next attempt finds nothing and creates.
+			// Restored by an attempt whose answer was lost, or purged
+			// meanwhile: the next attempts go on with the account, read by
+			// its object id through the record of this restore
+			// (recent_account.go), or create nothing while that record is
+			// fresh, and create once it is stale and the account is gone.
 			return nil, fmt.Errorf("returner %s: the deleted account %s is no longer in the recycle bin: %w", d.PersonID, x.UserPrincipalName, err)
 		case errors.Is(err, ErrForbidden):
 			return nil, e.holdRestore(work.Terminal(fmt.Errorf("returner %s: Graph refused to restore %s (an app cannot restore an account that holds a privileged admin role, "+
@@ -129,6 +136,7 @@ func (e *Engine) returner(ctx context.Context, log *slog.Logger, now time.Time, 
 		back.Mail = u.Mail
 	}
 	res.user = &back
+	e.noteAccount(ctx, log, d.PersonID, recentRestored, back)
 	note := fmt.Sprintf("returner: account restored from the recycle bin (deleted %s) instead of creating a second one", deleted)
 	outcome := "restored"
 	if !strings.EqualFold(upn, x.UserPrincipalName) {

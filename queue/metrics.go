@@ -16,6 +16,10 @@ var (
 		Name: "personio_entra_queue_redeliveries_total",
 		Help: "Work messages delivered to a worker more than once (retries after a failure, a timeout or a crashed worker).",
 	})
+	heartbeatsLostTotal = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "personio_entra_queue_heartbeats_lost_total",
+		Help: "Handlers stopped because the server confirmed none of their in-progress heartbeats for two thirds of the ack wait (the work is retried; it is never run twice at once).",
+	})
 	supersededTotal = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "personio_entra_queue_superseded_total",
 		Help: "Person work acknowledged without running the handler because newer work for the same person was already queued behind it (docs/jetstream.md#coalescing-work-for-one-person).",

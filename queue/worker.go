@@ -394,25 +394,14 @@ func (q *Queue) holdForDeadLetter(ctx context.Context, log *slog.Logger, msg jet
 
 // runHandler calls fn with InProgress heartbeats every AckWait/3
 // (docs/jetstream.md#handling-a-message) and turns a panic into an error.
+// When the server confirmed no heartbeat for two thirds of AckWait, fn's
+// context is cancelled (heartbeat).
 func (q *Queue) runHandler(workCtx context.Context, msg jetstream.Msg, w Work, fn workFn) (res work.Result, err error) {
-	ctx, cancel := context.WithCancel(work.WithInfo(workCtx, w))
-	defer cancel()
+	ctx, cancel := context.WithCancelCause(work.WithInfo(workCtx, w))
+	defer cancel(nil)
 	hbDone := make(chan struct{})
 	defer close(hbDone)
-	go func() {
-		t := time.NewTicker(q.cfg.AckWait / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-hbDone:
-				return
-			case <-t.C:
-				if err := msg.InProgress(); err != nil {
-					q.logger.Warn("workers: in-progress heartbeat failed", slog.Uint64("seq", w.Sequence), slog.Any("err", err))
-				}
-			}
-		}
-	}()
+	go q.heartbeat(msg, w.Sequence, cancel, hbDone)
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("handler panicked: %v\n%s", p, debug.Stack())
@@ -420,6 +409,54 @@ func (q *Queue) runHandler(workCtx context.Context, msg jetstream.Msg, w Work, f
 	}()
 	return fn(ctx, w)
 }
+
+// errHeartbeatLost is the cause a handler is cancelled with when its
+// heartbeats were not confirmed.
+var errHeartbeatLost = errors.New("the server confirmed no in-progress heartbeat for two thirds of the ack wait: " +
+	"it may hand the work to another worker, so this run stops (the work is retried)")
+
+// heartbeat tells the server every AckWait/3 that the work is in progress
+// until done is closed. Each heartbeat is a request the server answers, so
+// the worker knows which ones arrived: a plain InProgress is fire and
+// forget, and while the path to the server is down it is buffered and
+// reports no error. The server gives a message whose ack timer ran out to
+// another worker even though the first one still runs it
+// (docs/jetstream.md#consumers-and-acknowledgements), and one person must
+// never be reconciled twice at once. So when no heartbeat was confirmed for
+// two thirds of AckWait (counted from the delivery, then from the sending
+// of the last confirmed one, which the server received no earlier), the
+// handler's context is cancelled: it stops before the message can be
+// redelivered, and the work is retried.
+func (q *Queue) heartbeat(msg jetstream.Msg, seq uint64, cancel context.CancelCauseFunc, done <-chan struct{}) {
+	every, lease := q.cfg.AckWait/3, q.cfg.AckWait*2/3
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	expire := time.NewTimer(lease)
+	defer expire.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-expire.C:
+			heartbeatsLostTotal.Inc()
+			q.logger.Error("workers: no in-progress heartbeat confirmed; stopping the handler before the work can go to another worker",
+				slog.Uint64("seq", seq), slog.Duration("ack_wait", q.cfg.AckWait))
+			cancel(errHeartbeatLost)
+			return
+		case <-tick.C:
+			sent := time.Now()
+			if _, err := q.nc.Request(msg.Reply(), ackProgress, every/2); err != nil {
+				q.logger.Warn("workers: in-progress heartbeat not confirmed", slog.Uint64("seq", seq), slog.Any("err", err))
+				continue
+			}
+			expire.Reset(lease - time.Since(sent))
+		}
+	}
+}
+
+// ackProgress is JetStream's in-progress acknowledgement ("+WPI"); sent
+// as a request, the server confirms it.
+var ackProgress = []byte("+WPI")
 
 func (q *Queue) backoff(attempt int) time.Duration {
 	d := q.cfg.RetryBase

@@ -164,6 +164,66 @@ func TestEndToEndReturnerRestored(t *testing.T) {
 	})
 }
 
+// A returner's account comes back under its old name, which is no longer
+// among their candidates (Ines Alt is Ines Neu now), the reconcile fails
+// right after the restore (the next request answers 500), and the queue
+// retries before Graph has replicated the restored account, so that
+// neither the lookup by employeeId nor the deleted items find it: the
+// retry reads it by its object id (the record of the restore in the state
+// bucket) and never creates a second account.
+func TestEndToEndReturnerRestoredUnderOldNameNotDuplicated(t *testing.T) {
+	const replication = 5 * time.Second
+	s := newTestStack(t, stackOptions{replication: replication, rules: exampleRulesWith(t, "delete_after_days: 0 ", "delete_after_days: 2 ")})
+	convergeE2E(t, s)
+	s.personio.UpsertPerson(joiner("4003", "Ines", "Alt", -200, active(-200)))
+	first := eventually(t, s, "4003", "account", func(u entratest.User, found bool) bool { return found && u.AccountEnabled })
+	s.personio.UpdatePerson("4003", leftOn(-5)) // deletion was due 2 days after
+	for deadline := time.Now().Add(45 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if got, _ := s.entra.User(first.ID); got.Deleted {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the leaver's account was not deleted")
+		}
+	}
+
+	// The first request after the restore reads the account's groups.
+	const memberOf = "GET /users/{id}/memberOf/graph.group"
+	before := s.entra.Requests().ByRoute[memberOf]
+	s.entra.SetFaults(entratest.Faults{FailRequests: map[string]int{memberOf: 1}})
+	s.personio.UpdatePerson("4003", func(p *personiotest.Person) {
+		rehired(p)
+		p.LastName = "Neu"
+	})
+	var u entratest.User
+	for deadline := time.Now().Add(45 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		i := slices.IndexFunc(usersWithEmployeeID(s, "4003"), func(u entratest.User) bool { return u.AccountEnabled && u.Properties["surname"] == "Neu" })
+		if i >= 0 {
+			u = usersWithEmployeeID(s, "4003")[i]
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no enabled account with the new surname within 45s: %+v", usersWithEmployeeID(s, "4003"))
+		}
+	}
+	time.Sleep(replication) // a second account would be replicated by now
+	if live, deleted := allWithEmployeeID(s, "4003"); live != 1 || deleted != 0 {
+		t.Fatalf("accounts with employeeId 4003: %d live, %d deleted; want exactly 1: %+v", live, deleted, usersWithEmployeeID(s, "4003"))
+	}
+	if u.ID != first.ID || u.UserPrincipalName != "ines.alt@example.com" {
+		t.Errorf("returner got %s (%s), want the old account %s as ines.alt@example.com", u.ID, u.UserPrincipalName, first.ID)
+	}
+	if creates := auditOf(t, s, "4003", provisioning.CreateUser); len(creates) != 1 {
+		t.Errorf("%d creates, want the first one only", len(creates))
+	}
+	if recs := auditOf(t, s, "4003", provisioning.RestoreUser); len(recs) != 1 || recs[0].Result != provisioning.ResultApplied {
+		t.Errorf("restore audit %+v", recs)
+	}
+	if n := s.entra.Requests().ByRoute[memberOf] - before; n < 2 {
+		t.Errorf("the injected failure was not reached (%d memberOf reads since the rehire)", n)
+	}
+}
+
 // Under rename, a surname change moves the account to the first free
 // candidate of the new name and the audit shows old → new; under keep the
 // sign-in name stays.

@@ -37,7 +37,8 @@ func (w Write) String() string {
 }
 
 // Directory is an in-memory provisioning.Directory: immediately consistent
-// (no replication delay), every write counted. The zero value is not
+// unless a test turns the replication lag on (replication.go), every write
+// counted. The zero value is not
 // usable; call NewDirectory.
 type Directory struct {
 	mu      sync.Mutex
@@ -56,6 +57,7 @@ type Directory struct {
 	// lifecycle.go: deletion times, the tenant's subscriptions
 	deletedAt map[string]time.Time
 	skus      []provisioning.SKU
+	repl      replState // replication lag and lost answers (replication.go)
 }
 
 // NewDirectory returns an empty directory.
@@ -240,6 +242,9 @@ func (d *Directory) FindUsers(_ context.Context, key, value string) ([]provision
 	}
 	out := []provisioning.User{}
 	for _, u := range d.users {
+		if d.hidden(u.ID) {
+			continue
+		}
 		var v string
 		switch key {
 		case "employeeId":
@@ -268,7 +273,7 @@ func (d *Directory) GetUser(_ context.Context, id string) (provisioning.User, er
 		return provisioning.User{}, err
 	}
 	u, ok := d.users[id]
-	if !ok {
+	if !ok || d.hiddenByID(id) {
 		return provisioning.User{}, notFound("get user", "user "+id)
 	}
 	return d.copyOf(u), nil
@@ -283,7 +288,7 @@ func (d *Directory) ListUsers(context.Context) ([]provisioning.User, error) {
 	}
 	out := []provisioning.User{}
 	for _, u := range d.users {
-		if u.EmployeeID != "" {
+		if u.EmployeeID != "" && !d.hidden(u.ID) {
 			out = append(out, d.copyOf(u))
 		}
 	}
@@ -331,6 +336,10 @@ func (d *Directory) CreateUser(_ context.Context, nu provisioning.NewUser) (prov
 		AccountEnabled: nu.AccountEnabled, UserType: provisioning.UserTypeMember, Attributes: attrs}
 	d.users[u.ID] = u
 	d.record("CreateUser", u.ID, "")
+	d.wrote(u.ID, time.Time{})
+	if err := d.answerLost("CreateUser", op); err != nil {
+		return provisioning.User{}, err
+	}
 	return d.copyOf(u), nil
 }
 
@@ -448,7 +457,9 @@ func (d *Directory) RestoreUser(_ context.Context, id string) error {
 	if !ok {
 		return notFound("restore user", "deleted user "+id)
 	}
+	d.wrote(id, d.deletedAt[id])
 	delete(d.deleted, id)
+	delete(d.deletedAt, id)
 	d.users[id] = u
 	d.record("RestoreUser", id, "")
 	return nil

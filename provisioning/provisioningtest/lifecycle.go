@@ -98,6 +98,14 @@ func (d *Directory) FindDeletedUsers(_ context.Context, employeeID string) ([]pr
 			out = append(out, provisioning.DeletedUser{User: c, DeletedAt: d.deletedAt[id]})
 		}
 	}
+	for id, at := range d.stillListedDeleted() {
+		// Restored, but the listing does not show it yet (replication.go).
+		if u, ok := d.users[id]; ok && u.EmployeeID != "" && strings.EqualFold(u.EmployeeID, employeeID) {
+			c := d.copyOf(u)
+			c.ManagerID, c.ManagerEmployeeID = "", ""
+			out = append(out, provisioning.DeletedUser{User: c, DeletedAt: at})
+		}
+	}
 	slices.SortFunc(out, func(a, b provisioning.DeletedUser) int { return strings.Compare(a.ID, b.ID) })
 	return out, nil
 }
@@ -138,6 +146,7 @@ func (d *Directory) RestoreDeletedUser(_ context.Context, id string, opts provis
 			dropMail = true
 		}
 	}
+	d.wrote(id, d.deletedAt[id])
 	delete(d.deleted, id)
 	delete(d.deletedAt, id)
 	u.UserPrincipalName = upn
@@ -146,6 +155,9 @@ func (d *Directory) RestoreDeletedUser(_ context.Context, id string, opts provis
 	}
 	d.users[id] = u
 	d.record("RestoreUser", id, "")
+	if err := d.answerLost("RestoreDeletedUser", op); err != nil {
+		return provisioning.User{}, err
+	}
 	return d.copyOf(u), nil
 }
 

@@ -18,7 +18,8 @@ import (
 // newUserPrincipalName and autoReconcileProxyConflict
 // (https://learn.microsoft.com/en-us/graph/api/directory-deleteditems-restore?view=graph-rest-beta).
 // A restore whose user principal name, or one of whose addresses, an
-// active object holds is refused with ObjectConflict. A deleted user's
+// active object holds is refused with ObjectConflict. The restored user
+// then replicates like a new one (Options.ReplicationDelay). A deleted user's
 // licences are released (its seats are free) and it comes back without
 // them: this simulator's assumption, not documented.
 
@@ -170,6 +171,11 @@ func (s *Server) restoreDeleted(c *reqCtx, id string) int {
 		}
 	}
 	o.deleted = false
+	// A restore is a write like a create: the restored user replicates
+	// with the same delay, so reads, filters and references miss it for
+	// ReplicationDelay (https://learn.microsoft.com/en-us/graph/aad-advanced-queries,
+	// docs/graph-behaviour.md#replication-delay).
+	o.created = time.Now()
 	delete(s.lc.deletedAt, id)
 	o.props["userPrincipalName"] = upn
 	if dropMail {

@@ -12,8 +12,8 @@
 // delta tokens that expire, gzip request bodies, group types
 // Graph refuses to write, duplicate-UPN ObjectConflict, already-a-member and
 // not-a-member errors, soft delete and restore, the per-app write budget
-// answered with 429 and Retry-After, replication delay after create, latency
-// and fault injection.
+// answered with 429 and Retry-After, replication delay after create and
+// restore, latency and fault injection.
 package entratest
 
 import (
@@ -69,7 +69,8 @@ type Options struct {
 	WriteBudget int
 	WriteWindow time.Duration
 	// ReplicationDelay makes a new object invisible (404) to reads, filters
-	// and references for this long after its create
+	// and references for this long after its create (a user also after its
+	// restore)
 	// (docs/graph-behaviour.md#replication-delay).
 	ReplicationDelay time.Duration
 	// Latency is added to every Graph request.
