@@ -440,7 +440,7 @@ func TestAlertsHaveRunbooks(t *testing.T) {
 		"PersonioEntraWebhookUnavailable", "PersonioEntraWebhooksStopped", "PersonioEntraQueueBacklogGrowing",
 		"PersonioEntraDeadLetters", "PersonioEntraReconcileErrors", "PersonioEntraGraphThrottled",
 		"PersonioEntraFullSyncStale", "PersonioEntraGuardTripped", "PersonioEntraApprovalsPending", "PersonioEntraDown",
-		"PersonioEntraSourceCollapsed", "PersonioEntraUnownedAccounts",
+		"PersonioEntraSourceCollapsed", "PersonioEntraUnownedAccounts", "PersonioEntraQueueHeartbeatsLost",
 	} {
 		if !seen[a] {
 			t.Errorf("alert %s missing", a)
