@@ -166,6 +166,12 @@ func (e Envelope) canonicalBody() []byte {
 		}
 		return append(b, '}')
 	}
+	return e.canonicalBodyMarshal()
+}
+
+// canonicalBodyMarshal is canonicalBody through json.Marshal, for any
+// strings.
+func (e Envelope) canonicalBodyMarshal() []byte {
 	type out struct {
 		CompanyID  string          `json:"company_id"`
 		EventName  string          `json:"event_name"`
