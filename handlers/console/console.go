@@ -104,7 +104,7 @@ type Config struct {
 	// sign-in codes: the product's replicated state bucket, so that every
 	// replica knows them (required).
 	Store  Store
-	Logger     *slog.Logger
+	Logger *slog.Logger
 	// SecureCookie marks the session cookie Secure also for requests that
 	// did not arrive over TLS here: set it when a proxy in front
 	// terminates TLS (CONSOLE_SECURE_COOKIE). X-Forwarded-Proto is not
