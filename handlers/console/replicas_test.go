@@ -2,6 +2,8 @@ package console
 
 import (
 	"context"
+	"fmt"
+	"net"
 	"io"
 	"log/slog"
 	"net/http"
@@ -138,6 +140,9 @@ func TestConsoleReplicasSessionExpiry(t *testing.T) {
 	if resp := a.get("/ui/", sess); resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("A after B found the session idle: %d, want the sign-in redirect", resp.StatusCode)
 	}
+	if _, _, err := a.c.cfg.Store.Get(context.Background(), storeKey(sessionPrefix, sess.Value)); !isNotFound(err) {
+		t.Fatalf("the expired session's record is still in the bucket (%v)", err)
+	}
 	// Absolute: used every 20 minutes, alternately on A and B, it still
 	// ends after 8 hours.
 	sess, _, _ = b.signIn(false)
@@ -225,4 +230,111 @@ func tryToken(t *testing.T, h *harness, token string) *http.Response {
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.AddCookie(pre)
 	return h.do(req)
+}
+
+// A one-time sign-in code works once across replicas: used on A, it is
+// refused on B; redeemed on both at the same time, one of them signs in.
+func TestConsoleReplicasOneTimeCodeSingleUse(t *testing.T) {
+	rs := newReplicas(t)
+	link := rs.a.link(10 * time.Minute)
+	if resp := rs.a.get(link, nil); resp.StatusCode != http.StatusSeeOther || cookieNamed(resp, sessionCookie) == nil {
+		t.Fatalf("first use on A: %d", resp.StatusCode)
+	}
+	if resp := rs.b.get(link, nil); resp.StatusCode != http.StatusForbidden || cookieNamed(resp, sessionCookie) != nil {
+		t.Fatalf("second use on B: %d, want 403 and no session", resp.StatusCode)
+	}
+	// A code issued on B works on A.
+	if resp := rs.a.get(rs.b.link(10*time.Minute), nil); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("B's code on A: %d", resp.StatusCode)
+	}
+	for round := range 10 {
+		link := rs.b.link(10 * time.Minute)
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		signedIn, statuses := make([]bool, 2), make([]int, 2)
+		for i, h := range []*harness{rs.a, rs.b} {
+			// Each round from its own loopback address: the refused
+			// attempt counts as a failed sign-in of its client.
+			req := httptest.NewRequest(http.MethodGet, link, nil)
+			req.RemoteAddr = fmt.Sprintf("127.0.%d.%d:50000", round, i+1)
+			req = req.WithContext(context.WithValue(req.Context(), http.LocalAddrContextKey,
+				&net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 8080}))
+			wg.Go(func() {
+				<-start
+				resp := h.do(req)
+				statuses[i] = resp.StatusCode
+				signedIn[i] = resp.StatusCode == http.StatusSeeOther && cookieNamed(resp, sessionCookie) != nil
+			})
+		}
+		close(start)
+		wg.Wait()
+		if signedIn[0] == signedIn[1] {
+			t.Fatalf("round %d: one code redeemed on A and B at once: statuses %v; want exactly one sign-in", round, statuses)
+		}
+	}
+}
+
+// The bucket holds no session id or code, only their digests.
+func TestConsoleReplicasStoreNoSecrets(t *testing.T) {
+	rs := newReplicas(t)
+	sess, csrf, _ := rs.a.signIn(false)
+	link := rs.b.link(10 * time.Minute)
+	code := strings.TrimPrefix(link, Prefix+"/signin/link?code=")
+	st := rs.a.c.cfg.Store
+	ctx := context.Background()
+	keys, err := st.Keys(ctx, "console.")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sessions int
+	for _, k := range keys {
+		v, _, err := st.Get(ctx, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, secret := range []string{sess.Value, code, testToken} {
+			if strings.Contains(k, secret) || strings.Contains(string(v), secret) {
+				t.Fatalf("the bucket's %s carries a secret: %s", k, v)
+			}
+		}
+		if strings.HasPrefix(k, sessionPrefix) {
+			sessions++
+			if !strings.Contains(string(v), csrf) {
+				t.Fatalf("session record %s without its CSRF token: %s", k, v)
+			}
+		}
+	}
+	if sessions != 1 {
+		t.Fatalf("%d session records in %v, want 1", sessions, keys)
+	}
+}
+
+// Without the bucket the console fails closed: sign-in (form or link) and
+// pages answer 503 and set no session; the other replica, still connected,
+// goes on serving the same session.
+func TestConsoleReplicasStoreUnreachableFailsClosed(t *testing.T) {
+	rs := newReplicas(t)
+	sess, _, _ := rs.a.signIn(false)
+	link := rs.b.link(10 * time.Minute)
+	rs.conns[0].Close() // replica A loses NATS
+	resp := tryToken(t, rs.a, testToken)
+	b := body(t, resp)
+	if resp.StatusCode != http.StatusServiceUnavailable || cookieNamed(resp, sessionCookie) != nil ||
+		!strings.Contains(b, "session store") || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("sign-in on A without the bucket: %d (session cookie %t)\n%s", resp.StatusCode, cookieNamed(resp, sessionCookie) != nil, b)
+	}
+	if resp := rs.a.get(link, nil); resp.StatusCode != http.StatusServiceUnavailable || cookieNamed(resp, sessionCookie) != nil {
+		t.Fatalf("one-time link on A without the bucket: %d, want 503", resp.StatusCode)
+	}
+	for _, path := range []string{"/ui/", "/ui/approvals"} {
+		if resp := rs.a.get(path, sess); resp.StatusCode != http.StatusServiceUnavailable {
+			t.Fatalf("GET %s on A without the bucket: %d, want 503", path, resp.StatusCode)
+		}
+	}
+	if resp := rs.b.get("/ui/approvals", sess); resp.StatusCode != http.StatusOK {
+		t.Fatalf("B with the session: %d, want 200", resp.StatusCode)
+	}
+	if resp := rs.b.get(link, nil); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("the link A could not redeem works on B: %d", resp.StatusCode)
+	}
 }
