@@ -27,9 +27,9 @@ func newConsole(a *app) (*console.Console, error) {
 	if a.cfg.AdminToken == "" || a.q == nil {
 		return nil, nil
 	}
-	st, err := a.q.State(context.Background()) // sessions live in the replicated state bucket
-	if err != nil {
-		return nil, fmt.Errorf("console: %w", err)
+	st, ok := a.state.(console.Store) // sessions live in the replicated state bucket
+	if !ok {
+		return nil, errors.New("console: the state bucket is not open")
 	}
 	return console.New(console.Config{
 		AdminToken: a.cfg.AdminToken, Backend: &consoleBackend{a: a}, Store: st,

@@ -190,7 +190,7 @@ func TestConsoleOnlyWithAdminToken(t *testing.T) {
 	if err != nil || c != nil {
 		t.Fatalf("newConsole without ADMIN_TOKEN = %v, %v; want none", c, err)
 	}
-	c, err = newConsole(&app{cfg: Config{AdminToken: strings.Repeat("t", 32)}, q: q, log: slog.Default()})
+	c, err = newConsole(&app{cfg: Config{AdminToken: strings.Repeat("t", 32)}, q: q, state: queue.StateStore{}, log: slog.Default()}) // neither is used while the console is built
 	if err != nil || c == nil {
 		t.Fatalf("newConsole with ADMIN_TOKEN = %v, %v; want a console", c, err)
 	}

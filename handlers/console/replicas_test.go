@@ -338,3 +338,58 @@ func TestConsoleReplicasStoreUnreachableFailsClosed(t *testing.T) {
 		t.Fatalf("the link A could not redeem works on B: %d", resp.StatusCode)
 	}
 }
+
+// Page views write the session's last use at most once a minute: views
+// within the minute leave the record's revision alone, the first one after
+// it writes.
+func TestConsoleReplicasLastSeenWrittenAtMostOncePerMinute(t *testing.T) {
+	rs := newReplicas(t)
+	sess, _, _ := rs.a.signIn(false)
+	key := storeKey(sessionPrefix, sess.Value)
+	rev := func() uint64 {
+		t.Helper()
+		_, r, err := rs.a.c.cfg.Store.Get(context.Background(), key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	before := rev()
+	for i, h := range []*harness{rs.a, rs.b, rs.a, rs.b} {
+		rs.clock.add(10 * time.Second)
+		if resp := h.get("/ui/approvals", sess); resp.StatusCode != http.StatusOK {
+			t.Fatalf("view %d: %d", i, resp.StatusCode)
+		}
+	}
+	if after := rev(); after != before {
+		t.Fatalf("four views within 40 s wrote the session (revision %d → %d)", before, after)
+	}
+	rs.clock.add(20 * time.Second)
+	if resp := rs.b.get("/ui/approvals", sess); resp.StatusCode != http.StatusOK {
+		t.Fatalf("view after a minute: %d", resp.StatusCode)
+	}
+	if after := rev(); after == before {
+		t.Fatal("a view a minute after the last write did not record the use")
+	}
+}
+
+// MaxSessions bounds the live sessions: a new sign-in over the bound ends
+// the oldest session.
+func TestConsoleMaxSessionsDropsTheOldest(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.MaxSessions = 3 })
+	var sessions []*http.Cookie
+	for range 4 {
+		sess, _, _ := h.signIn(false)
+		sessions = append(sessions, sess)
+		h.clock.add(time.Second)
+	}
+	for i, sess := range sessions {
+		want := http.StatusOK
+		if i == 0 {
+			want = http.StatusSeeOther
+		}
+		if resp := h.get("/ui/", sess); resp.StatusCode != want {
+			t.Fatalf("session %d of 4 with at most 3: %d, want %d", i+1, resp.StatusCode, want)
+		}
+	}
+}
