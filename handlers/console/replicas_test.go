@@ -3,9 +3,9 @@ package console
 import (
 	"context"
 	"fmt"
-	"net"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
