@@ -27,8 +27,12 @@ func newConsole(a *app) (*console.Console, error) {
 	if a.cfg.AdminToken == "" || a.q == nil {
 		return nil, nil
 	}
+	st, ok := a.state.(console.Store) // sessions live in the replicated state bucket
+	if !ok {
+		return nil, errors.New("console: the state bucket is not open")
+	}
 	return console.New(console.Config{
-		AdminToken: a.cfg.AdminToken, Backend: &consoleBackend{a: a},
+		AdminToken: a.cfg.AdminToken, Backend: &consoleBackend{a: a}, Store: st,
 		Logger: a.log.With("component", "console"), SecureCookie: a.cfg.ConsoleSecureCookie,
 	})
 }

@@ -154,7 +154,7 @@ func TestBrowserConsolePersonExplainWhy(t *testing.T) {
 
 	// The one-time link signs in and leaves no code in the address bar or
 	// the history.
-	link := "http://" + s.cfg.ListenAddr + s.app.console.SignInLink(time.Minute)
+	link := signInLink(t, s)
 	browserDo(t, ctx, "open the one-time sign-in link",
 		chromedp.Navigate(link),
 		chromedp.WaitVisible(chromedp.CSS(`#backlog`)),

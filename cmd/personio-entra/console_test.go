@@ -24,13 +24,23 @@ import (
 	"github.com/personio-entra/personio-entra/queue"
 )
 
+// signInLink issues a one-time sign-in link valid for a minute.
+func signInLink(t *testing.T, s *stack) string {
+	t.Helper()
+	link, err := s.app.console.SignInLink(t.Context(), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return "http://" + s.cfg.ListenAddr + link
+}
+
 // consoleClient signs in with a one-time link and returns an HTTP client
 // that carries the session, and the session's CSRF token.
 func consoleClient(t *testing.T, s *stack) (*http.Client, string) {
 	t.Helper()
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Jar: jar, Timeout: time.Minute}
-	resp, err := c.Get("http://" + s.cfg.ListenAddr + s.app.console.SignInLink(time.Minute))
+	resp, err := c.Get(signInLink(t, s))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +190,7 @@ func TestConsoleOnlyWithAdminToken(t *testing.T) {
 	if err != nil || c != nil {
 		t.Fatalf("newConsole without ADMIN_TOKEN = %v, %v; want none", c, err)
 	}
-	c, err = newConsole(&app{cfg: Config{AdminToken: strings.Repeat("t", 32)}, q: q, log: slog.Default()})
+	c, err = newConsole(&app{cfg: Config{AdminToken: strings.Repeat("t", 32)}, q: q, state: queue.StateStore{}, log: slog.Default()}) // neither is used while the console is built
 	if err != nil || c == nil {
 		t.Fatalf("newConsole with ADMIN_TOKEN = %v, %v; want a console", c, err)
 	}

@@ -109,7 +109,11 @@ func runDemo(ctx context.Context, env *environment, args []string) error {
 	say("  webhook receiver  %s  (registered in the Personio simulator, token-protected)", s.webhookURL)
 	say("  admin API         %s  (Authorization: Bearer %s)", s.adminURL, s.adminToken)
 	say("  console           http://%s/ui/  (sign in with the admin token)", s.cfg.ListenAddr)
-	say("  one-click sign-in http://%s%s  (one use, valid %s)", s.cfg.ListenAddr, s.app.console.SignInLink(demoSignInTTL), demoSignInTTL)
+	link, err := s.app.console.SignInLink(ctx, demoSignInTTL)
+	if err != nil {
+		return stop(err)
+	}
+	say("  one-click sign-in http://%s%s  (one use, valid %s)", s.cfg.ListenAddr, link, demoSignInTTL)
 	say("  metrics           http://%s/metrics", s.cfg.MetricsAddr)
 	say("  Personio sim      %s    Entra sim %s", s.personio.URL(), s.entra.GraphURL())
 

@@ -2,7 +2,8 @@
 // the same listener as the admin API: server-rendered HTML (html/template)
 // with its templates and one stylesheet embedded, readable without
 // JavaScript. It signs an administrator in with the admin token, keeps the
-// session on the server and protects every form with a per-session CSRF
+// session on the server (in the replicated state bucket, so any replica
+// serves it) and protects every form with a per-session CSRF
 // token and a cross-origin check. What it shows comes from a Backend that
 // the command wires to the engine, the full sync and the queue.
 package console
@@ -99,7 +100,11 @@ type Config struct {
 	// AdminToken is what an administrator types to sign in (ADMIN_TOKEN).
 	AdminToken string
 	Backend    Backend
-	Logger     *slog.Logger
+	// Store keeps the sessions, the failed sign-ins and the one-time
+	// sign-in codes: the product's replicated state bucket, so that every
+	// replica knows them (required).
+	Store  Store
+	Logger *slog.Logger
 	// SecureCookie marks the session cookie Secure also for requests that
 	// did not arrive over TLS here: set it when a proxy in front
 	// terminates TLS (CONSOLE_SECURE_COOKIE). X-Forwarded-Proto is not
@@ -111,8 +116,8 @@ type Config struct {
 	Now            func() time.Time
 	SignInFailures int           // failed sign-ins allowed per client within FailureWindow (default 5)
 	FailureWindow  time.Duration // default 15 min
-	// MaxSessions bounds the session store (default 1000): the oldest
-	// session is dropped when a new one would exceed it.
+	// MaxSessions bounds the sessions (default 1000): the oldest session
+	// is dropped when a new one would exceed it.
 	MaxSessions int
 }
 
@@ -135,6 +140,9 @@ func New(cfg Config) (*Console, error) {
 	}
 	if cfg.Backend == nil {
 		return nil, errors.New("console: no backend")
+	}
+	if cfg.Store == nil {
+		return nil, errors.New("console: no session store")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -163,9 +171,9 @@ func New(cfg Config) (*Console, error) {
 	}
 	c := &Console{
 		cfg: cfg, log: cfg.Logger, pages: pages,
-		sessions: newSessionStore(cfg.Now, cfg.SessionMaxAge, cfg.SessionIdle, cfg.MaxSessions),
-		limiter:  newFailureLimiter(cfg.Now, cfg.SignInFailures, cfg.FailureWindow),
-		codes:    newCodeStore(cfg.Now),
+		sessions: newSessionStore(cfg.Store, cfg.Logger, cfg.Now, cfg.SessionMaxAge, cfg.SessionIdle, cfg.MaxSessions),
+		limiter:  newFailureLimiter(cfg.Store, cfg.Logger, cfg.Now, cfg.SignInFailures, cfg.FailureWindow),
+		codes:    newCodeStore(cfg.Store, cfg.Now),
 	}
 	c.router = c.routes()
 	return c, nil

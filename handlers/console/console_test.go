@@ -21,6 +21,7 @@ import (
 	"github.com/personio-entra/personio-entra/handlers"
 	"github.com/personio-entra/personio-entra/provisioning"
 	"github.com/personio-entra/personio-entra/provisioning/model"
+	"github.com/personio-entra/personio-entra/provisioning/state"
 	"github.com/personio-entra/personio-entra/rules"
 )
 
@@ -121,7 +122,8 @@ func newHarness(t *testing.T, mut func(*Config)) *harness {
 	t.Helper()
 	b := &fakeBackend{}
 	clk := &clock{t: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)}
-	cfg := Config{AdminToken: testToken, Backend: b, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: clk.now}
+	cfg := Config{AdminToken: testToken, Backend: b, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: clk.now,
+		Store: state.NewMem()}
 	if mut != nil {
 		mut(&cfg)
 	}
@@ -201,6 +203,16 @@ func (h *harness) signIn(tlsReq bool) (*http.Cookie, string, *http.Response) {
 		h.t.Fatal("no CSRF token on the overview")
 	}
 	return sess, m[1], resp
+}
+
+// link issues a one-time sign-in link.
+func (h *harness) link(ttl time.Duration) string {
+	h.t.Helper()
+	l, err := h.c.SignInLink(context.Background(), ttl)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return l
 }
 
 func (h *harness) get(path string, sess *http.Cookie) *http.Response {
@@ -431,7 +443,7 @@ func TestConsoleSignInRateLimit(t *testing.T) {
 
 func TestConsoleOneTimeSignInLink(t *testing.T) {
 	h := newHarness(t, nil)
-	link := h.c.SignInLink(10 * time.Minute)
+	link := h.link(10 * time.Minute)
 	resp := h.get(link, nil)
 	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/ui/" || cookieNamed(resp, sessionCookie) == nil {
 		t.Fatalf("first use: %d to %q", resp.StatusCode, resp.Header.Get("Location"))
@@ -440,14 +452,14 @@ func TestConsoleOneTimeSignInLink(t *testing.T) {
 		t.Fatalf("second use: %d, want 403 and no session", resp.StatusCode)
 	}
 	// Expired.
-	link = h.c.SignInLink(10 * time.Minute)
+	link = h.link(10 * time.Minute)
 	h.clock.add(10 * time.Minute)
 	if resp := h.get(link, nil); resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("expired link: %d", resp.StatusCode)
 	}
 	// A listener on a non-loopback address refuses the link and keeps it
 	// unused (the code is not consumed by the refusal).
-	link = h.c.SignInLink(10 * time.Minute)
+	link = h.link(10 * time.Minute)
 	req := httptest.NewRequest(http.MethodGet, link, nil)
 	req = req.WithContext(context.WithValue(req.Context(), http.LocalAddrContextKey, &net.TCPAddr{IP: net.IPv4(192, 0, 2, 10), Port: 8080}))
 	if resp := h.do(req); resp.StatusCode != http.StatusForbidden || cookieNamed(resp, sessionCookie) != nil {
@@ -537,23 +549,36 @@ func TestConsoleRulesPreviewShowsProblems(t *testing.T) {
 // lock out an admin signing in from an address that has not failed.
 func TestConsoleSignInLimiterNoGlobalLockout(t *testing.T) {
 	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
-	l := newFailureLimiter(func() time.Time { return now }, 5, 15*time.Minute)
-	for i := 0; i < 200; i++ {
-		l.reserve(fmt.Sprintf("198.51.100.%d", i%250)) // wrong attempts: never released
+	ctx := context.Background()
+	newLimiter := func() *failureLimiter {
+		return newFailureLimiter(state.NewMem(), slog.New(slog.NewTextHandler(io.Discard, nil)),
+			func() time.Time { return now }, 5, 15*time.Minute)
 	}
-	if _, _, ok := l.reserve("192.0.2.7"); !ok {
+	reserve := func(l *failureLimiter, client string) bool {
+		t.Helper()
+		_, _, ok, err := l.reserve(ctx, client)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	l := newLimiter()
+	for i := 0; i < 200; i++ {
+		reserve(l, fmt.Sprintf("198.51.100.%d", i%250)) // wrong attempts: never released
+	}
+	if !reserve(l, "192.0.2.7") {
 		t.Fatal("a client without failures is locked out by other addresses' failures")
 	}
-	if _, _, ok := l.reserve("198.51.100.1"); ok {
+	if reserve(l, "198.51.100.1") {
 		t.Fatal("a failing address under a wide attack is not slowed down")
 	}
-	l = newFailureLimiter(func() time.Time { return now }, 5, 15*time.Minute)
+	l = newLimiter()
 	for i := 0; i < 5; i++ {
-		if _, _, ok := l.reserve("192.0.2.9"); !ok {
+		if !reserve(l, "192.0.2.9") {
 			t.Fatalf("attempt %d of 5 refused", i+1)
 		}
 	}
-	if _, _, ok := l.reserve("192.0.2.9"); ok {
+	if reserve(l, "192.0.2.9") {
 		t.Fatal("five failures of one address do not block it")
 	}
 }

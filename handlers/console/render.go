@@ -41,7 +41,7 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, nam
 	}
 	pd := pageData{Title: title, Nav: navOf[name], Status: status, Data: data}
 	if se := sessionFrom(r.Context()); se != nil {
-		pd.SignedIn, pd.CSRF, pd.Flash = true, se.csrf, c.sessions.takeFlash(se)
+		pd.SignedIn, pd.CSRF, pd.Flash = true, se.CSRF, c.sessions.takeFlash(r.Context(), se)
 	}
 	var buf bytes.Buffer
 	if err := t.ExecuteTemplate(&buf, "layout", pd); err != nil {
@@ -64,7 +64,7 @@ func (c *Console) renderError(w http.ResponseWriter, r *http.Request, status int
 // redirect, GET: a reload does not repeat the action).
 func (c *Console) flash(w http.ResponseWriter, r *http.Request, to, msg string) {
 	if se := sessionFrom(r.Context()); se != nil {
-		c.sessions.setFlash(se, msg)
+		c.sessions.setFlash(r.Context(), se, msg)
 	}
 	http.Redirect(w, r, to, http.StatusSeeOther)
 }

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -82,10 +83,15 @@ func (c *Console) routes() chi.Router {
 
 // SignInLink issues a one-time sign-in code valid for ttl and returns the
 // path that redeems it (append it to the listener's base URL). The link
-// works once, and only over a loopback connection (client and listener
-// address both loopback): it is for the local demo.
-func (c *Console) SignInLink(ttl time.Duration) string {
-	return Prefix + "/signin/link?code=" + c.codes.issue(ttl)
+// works once, on any replica, and only over a loopback connection (client
+// and listener address both loopback): it is for the local demo. The error
+// says the session store could not keep the code.
+func (c *Console) SignInLink(ctx context.Context, ttl time.Duration) (string, error) {
+	code, err := c.codes.issue(ctx, ttl)
+	if err != nil {
+		return "", fmt.Errorf("console: sign-in link: %w", err)
+	}
+	return Prefix + "/signin/link?code=" + code, nil
 }
 
 // ---- sign-in and sign-out
@@ -97,7 +103,8 @@ type signInData struct {
 
 func (c *Console) signInPage(w http.ResponseWriter, r *http.Request) {
 	if ck, err := r.Cookie(sessionCookie); err == nil {
-		if _, ok := c.sessions.get(ck.Value); ok {
+		// A store that cannot be read shows the form: sending it answers 503.
+		if se, err := c.sessions.get(r.Context(), ck.Value); err == nil && se != nil {
 			http.Redirect(w, r, safeNext(r.URL.Query().Get("next")), http.StatusSeeOther)
 			return
 		}
@@ -124,7 +131,11 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	client := clientKey(r)
-	release, wait, ok := c.limiter.reserve(client) // counted as failed until it succeeds
+	release, wait, ok, err := c.limiter.reserve(r.Context(), client) // counted as failed until it succeeds
+	if err != nil {
+		c.storeUnavailable(w, r, "sign-in", err)
+		return
+	}
 	if !ok {
 		w.Header().Set("Retry-After", retryAfter(wait))
 		c.log.Warn("console: sign-in refused, too many failed attempts", "client", client)
@@ -138,18 +149,31 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	release()
-	c.startSession(w, r)
+	if !c.startSession(w, r) {
+		return
+	}
 	c.log.Info("console: signed in", "client", client)
 	http.Redirect(w, r, safeNext(next), http.StatusSeeOther)
 }
 
-func (c *Console) startSession(w http.ResponseWriter, r *http.Request) {
+// startSession replaces the browser's session with a new one; when the
+// store fails it answers 503 and reports false.
+func (c *Console) startSession(w http.ResponseWriter, r *http.Request) bool {
 	if old, err := r.Cookie(sessionCookie); err == nil {
-		c.sessions.delete(old.Value) // a new sign-in never keeps an older id alive
+		// A new sign-in never keeps an older id alive.
+		if err := c.sessions.delete(r.Context(), old.Value); err != nil {
+			c.storeUnavailable(w, r, "sign-in", err)
+			return false
+		}
 	}
-	id, _ := c.sessions.create()
+	id, err := c.sessions.create(r.Context())
+	if err != nil {
+		c.storeUnavailable(w, r, "sign-in", err)
+		return false
+	}
 	c.setCookie(w, r, sessionCookie, id, 0) // a browser-session cookie; the server enforces the expiry
 	c.setCookie(w, r, signInCookie, "", -1)
+	return true
 }
 
 // signInLink redeems a one-time code from the demo's link and sends the
@@ -161,27 +185,43 @@ func (c *Console) signInLink(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	client := clientKey(r)
-	release, wait, ok := c.limiter.reserve(client) // counted as failed until it succeeds
+	release, wait, ok, err := c.limiter.reserve(r.Context(), client) // counted as failed until it succeeds
+	if err != nil {
+		c.storeUnavailable(w, r, "sign-in with a one-time link", err)
+		return
+	}
 	if !ok {
 		w.Header().Set("Retry-After", retryAfter(wait))
 		c.renderError(w, r, http.StatusTooManyRequests, "Too many failed sign-ins: try again later.")
 		return
 	}
-	if !c.codes.redeem(r.URL.Query().Get("code")) {
+	redeemed, err := c.codes.redeem(r.Context(), r.URL.Query().Get("code"))
+	if err != nil {
+		c.storeUnavailable(w, r, "sign-in with a one-time link", err)
+		return
+	}
+	if !redeemed {
 		c.renderError(w, r, http.StatusForbidden, "This sign-in link was already used or has expired: sign in with the admin token.")
 		return
 	}
 	release()
-	c.startSession(w, r)
+	if !c.startSession(w, r) {
+		return
+	}
 	c.log.Info("console: signed in with a one-time link", "client", client)
 	http.Redirect(w, r, Prefix+"/", http.StatusSeeOther)
 }
 
 func (c *Console) signOut(w http.ResponseWriter, r *http.Request) {
-	if ck, err := r.Cookie(sessionCookie); err == nil {
-		c.sessions.delete(ck.Value)
-	}
 	c.setCookie(w, r, sessionCookie, "", -1)
+	if ck, err := r.Cookie(sessionCookie); err == nil {
+		if err := c.sessions.delete(r.Context(), ck.Value); err != nil {
+			// The browser forgets the id; the stored session ends by
+			// itself after the idle time.
+			c.storeUnavailable(w, r, "sign-out", err)
+			return
+		}
+	}
 	http.Redirect(w, r, Prefix+"/signin", http.StatusSeeOther)
 }
 

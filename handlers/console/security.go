@@ -62,7 +62,10 @@ func (c *Console) requireSession(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var se *session
 		if ck, err := r.Cookie(sessionCookie); err == nil {
-			se, _ = c.sessions.get(ck.Value)
+			if se, err = c.sessions.get(r.Context(), ck.Value); err != nil {
+				c.storeUnavailable(w, r, "reading the session", err)
+				return
+			}
 		}
 		if se == nil {
 			if r.Method == http.MethodGet || r.Method == http.MethodHead {
@@ -79,7 +82,7 @@ func (c *Console) requireSession(next http.Handler) http.Handler {
 				return
 			}
 			r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
-			if !sameToken(r.FormValue("csrf"), se.csrf) {
+			if !sameToken(r.FormValue("csrf"), se.CSRF) {
 				c.log.Warn("console: POST without a valid CSRF token refused", "path", r.URL.Path)
 				c.renderError(w, r, http.StatusForbidden, "The form's security token is missing or out of date: reload the page and try again.")
 				return
@@ -87,6 +90,15 @@ func (c *Console) requireSession(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), sessionKey, se)))
 	})
+}
+
+// storeUnavailable answers 503 when the session store cannot be used:
+// the console fails closed, it never signs in or serves a page without it.
+func (c *Console) storeUnavailable(w http.ResponseWriter, r *http.Request, what string, err error) {
+	c.log.Error("console: "+what+" failed", "err", err)
+	w.Header().Set("Retry-After", "30")
+	c.renderError(w, r, http.StatusServiceUnavailable,
+		"The console cannot reach its session store (the NATS state bucket), so nobody can sign in or use a session now: try again in a moment.")
 }
 
 // sameToken compares two tokens in constant time (SHA-256 digests, so the

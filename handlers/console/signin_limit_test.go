@@ -87,22 +87,30 @@ func TestConsoleConcurrentWrongSignInsStopAtTheLimit(t *testing.T) {
 func TestConsoleSuccessfulSignInIsNotCountedAsFailure(t *testing.T) {
 	h := newHarness(t, nil)
 	limit := h.c.cfg.SignInFailures
+	reserve := func() (func(), time.Duration, bool) {
+		t.Helper()
+		release, wait, ok, err := h.c.limiter.reserve(context.Background(), "192.0.2.7")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return release, wait, ok
+	}
 	for range limit - 1 {
-		if release, _, ok := h.c.limiter.reserve("192.0.2.7"); !ok || release == nil {
+		if release, _, ok := reserve(); !ok || release == nil {
 			t.Fatal("an attempt within the limit was refused")
 		}
 	}
 	for range 3 {
-		release, _, ok := h.c.limiter.reserve("192.0.2.7")
+		release, _, ok := reserve()
 		if !ok {
 			t.Fatal("a sign-in after limit-1 failures and successes was refused: a success was counted as a failure")
 		}
 		release()
 	}
-	if _, _, ok := h.c.limiter.reserve("192.0.2.7"); !ok {
+	if _, _, ok := reserve(); !ok {
 		t.Fatal("the last attempt within the limit was refused")
 	}
-	if _, wait, ok := h.c.limiter.reserve("192.0.2.7"); ok || wait <= 0 {
+	if _, wait, ok := reserve(); ok || wait <= 0 {
 		t.Fatalf("an attempt over the limit: ok=%t wait=%s; want refused with a wait", ok, wait)
 	}
 }
@@ -130,7 +138,7 @@ func TestConsoleSignInLinkOnlyFromLoopbackClients(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t, nil)
-			link := h.c.SignInLink(10 * time.Minute)
+			link := h.link(10 * time.Minute)
 			req := httptest.NewRequest(http.MethodGet, link, nil)
 			req.RemoteAddr = tc.remote
 			req = req.WithContext(context.WithValue(req.Context(), http.LocalAddrContextKey, &net.TCPAddr{IP: tc.local, Port: 8080}))
