@@ -39,6 +39,10 @@ type completeRead struct {
 	// employees counts the people Personio returned; seen holds their ids.
 	employees int
 	seen      map[string]bool
+
+	// upns holds the accounts' user principal names (lower case) → id,
+	// built on first use (upnTaken, preview_lifecycle.go).
+	upns map[string]string
 }
 
 // readComplete reads Entra, in this order: every account with an

@@ -38,6 +38,9 @@ type RulesPreview struct {
 	People []PersonDiff   `json:"people"`
 	Totals PreviewTotals  `json:"totals"`
 	Groups []GroupSummary `json:"groups"`
+	// Licenses counts the changes of each licence either rule set manages
+	// (preview_lifecycle.go).
+	Licenses []LicenseSummary `json:"licenses"`
 	// Safeguard estimates whether the change would be held for approval.
 	Safeguard SafeguardEstimate `json:"safeguard"`
 	// Notes are things the preview could not compare (unresolvable groups,
@@ -89,6 +92,17 @@ type PersonDiff struct {
 	// UPN is the difference of the UPN candidates, for a person who has no
 	// account (an account keeps its UPN).
 	UPN *UPNDiff `json:"upn,omitempty"`
+	// Rename is the user principal name old → new of an owned account the
+	// candidate renames after a name change (upn.on_name_change: rename)
+	// and the current rules would not give that name.
+	Rename *ValueDiff `json:"rename,omitempty"`
+	// LicensesGained, LicensesLost and LicensePlansChanged are the
+	// licences the candidate assigns, removes or changes the disabled plans
+	// of where the current rules would not (only SKUs the candidate
+	// manages; a leaver's after remove_after_days).
+	LicensesGained      []LicenseDiff `json:"licenses_gained,omitempty"`
+	LicensesLost        []LicenseDiff `json:"licenses_lost,omitempty"`
+	LicensePlansChanged []LicenseDiff `json:"license_plans_changed,omitempty"`
 
 	// LosesAccess lists the destructive changes the candidate's plan would
 	// make to an owned account (what the safeguard counts).
@@ -143,7 +157,12 @@ type PreviewTotals struct {
 	OutOfScope        int `json:"out_of_scope"`
 	InScope           int `json:"in_scope"`
 	LoseAccess        int `json:"lose_access"` // owned accounts that would lose access
-	Errors            int `json:"errors"`
+	// Licences gained, lost and with other disabled plans; owned accounts renamed.
+	LicensesGained      int `json:"licenses_gained"`
+	LicensesLost        int `json:"licenses_lost"`
+	LicensePlansChanged int `json:"license_plans_changed"`
+	Renamed             int `json:"renamed"`
+	Errors              int `json:"errors"`
 }
 
 // GroupSummary counts one group's changes.
@@ -193,6 +212,10 @@ type previewSide struct {
 	opt    PlanOptions
 	keys   map[string]bool // every group key it names
 	delete LeaverActions
+	// rename: upn.on_name_change is rename; licenses: the SKU part numbers
+	// it manages (upper case) with the problem resolving each ("" none).
+	rename   bool
+	licenses map[string]string
 }
 
 // PreviewRules evaluates the candidate rules (already loaded and checked:
@@ -208,7 +231,7 @@ func PreviewRules(ctx context.Context, e *Engine, candidate *rules.Rules) (Rules
 		return RulesPreview{}, errors.New("preview rules: an engine and candidate rules are required")
 	}
 	now := e.cfg.Now()
-	pv := RulesPreview{CandidateRules: candidate.File(), At: now.UTC(), People: []PersonDiff{}, Groups: []GroupSummary{}}
+	pv := RulesPreview{CandidateRules: candidate.File(), At: now.UTC(), People: []PersonDiff{}, Groups: []GroupSummary{}, Licenses: []LicenseSummary{}}
 	if r, ok := e.cfg.Rules.(*rules.Rules); ok {
 		pv.CurrentRules = r.File()
 	}
@@ -218,10 +241,11 @@ func PreviewRules(ctx context.Context, e *Engine, candidate *rules.Rules) (Rules
 	// looked up (reads only). The members of all of them are read.
 	lc := candidate.Lifecycle()
 	cur := previewSide{ev: e.cfg.Rules, keys: map[string]bool{}, delete: e.cfg.OnDeleted,
-		opt: PlanOptions{ManageManager: e.cfg.ManageManager}}
+		opt: PlanOptions{ManageManager: e.cfg.ManageManager}, rename: e.cfg.Lifecycle.RenameOnNameChange}
 	cand := previewSide{ev: candidate, keys: map[string]bool{},
 		delete: LeaverActions{RevokeSessions: lc.Leaver.RevokeSessions, RemoveMemberships: lc.Leaver.RemoveMemberships},
-		opt:    PlanOptions{ManageManager: candidate.ManagesManager()}}
+		opt:    PlanOptions{ManageManager: candidate.ManagesManager()}, rename: candidate.OnNameChange() == rules.RenameUPN}
+	ctx, planNames := e.previewLicenses(ctx, &pv, &cur, &cand, candidate)
 	var problems map[string]string
 	pic, err := e.readComplete(ctx, func(ctx context.Context) []GroupRef {
 		var refs []GroupRef
@@ -281,6 +305,12 @@ func PreviewRules(ctx context.Context, e *Engine, candidate *rules.Rules) (Rules
 			p1 = ComputePlan(d1, pic.actual(u, d1.ManagerPersonID), cand.opt)
 		}
 		diffPerson(&pd, d0, d1, planned && u == nil, p0, p1, cur.keys, cand.keys)
+		if planned {
+			diffLicenses(&pd, d0, d1, u, u == nil && hasKind(p1, CreateUser), p0, p1, cand, planNames)
+			if u != nil {
+				diffRename(&pd, cur, cand, d0, d1, u, pd.Owned, p0, p1, pic)
+			}
+		}
 		if u != nil && pd.Owned && p1.Destructive() > 0 {
 			for _, c := range p1.Changes {
 				if c.Kind.Destructive() {
@@ -310,6 +340,7 @@ func PreviewRules(ctx context.Context, e *Engine, candidate *rules.Rules) (Rules
 	}
 	slices.SortFunc(pv.People, func(a, b PersonDiff) int { return strings.Compare(a.PersonID, b.PersonID) })
 	pv.total(e.cfg.ManagedGroups, candidate.ManagedGroups(), problems)
+	pv.totalLifecycle(cur, cand)
 	if err := e.estimateGuard(ctx, &pv, causedByChange); err != nil {
 		return pv, err
 	}
@@ -488,7 +519,8 @@ func unionKeys[V any](a, b map[string]V) map[string]bool {
 // differs reports whether the person has any difference to show.
 func (pd *PersonDiff) differs() bool {
 	return pd.PhaseBefore != pd.PhaseAfter || pd.Lifecycle != "" || len(pd.GroupsGained)+len(pd.GroupsLost)+len(pd.GroupsUnmanaged) > 0 ||
-		len(pd.Attributes) > 0 || pd.Manager != nil || pd.UPN != nil || pd.Error != ""
+		len(pd.Attributes) > 0 || pd.Manager != nil || pd.UPN != nil || pd.Error != "" ||
+		pd.Rename != nil || len(pd.LicensesGained)+len(pd.LicensesLost)+len(pd.LicensePlansChanged) > 0
 }
 
 // total adds up the people's differences, overall and per group.

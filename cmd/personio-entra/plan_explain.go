@@ -234,6 +234,10 @@ func printPreview(w io.Writer, pv provisioning.RulesPreview) {
 		if p.UPN != nil {
 			fmt.Fprintf(w, "  upn candidates: %v → %v\n", p.UPN.Before, p.UPN.After)
 		}
+		if p.Rename != nil {
+			fmt.Fprintf(w, "  rename: %s → %s\n", p.Rename.Before, p.Rename.After)
+		}
+		printLicenceDiffs(w, p)
 		if len(p.LosesAccess) > 0 {
 			fmt.Fprintf(w, "  loses access: %s\n", strings.Join(p.LosesAccess, "; "))
 		}
@@ -243,6 +247,8 @@ func printPreview(w io.Writer, pv provisioning.RulesPreview) {
 		t.People, t.GroupsGained, t.GroupsLost, t.GroupsUnmanaged, t.AttributesChanged, t.ManagerChanged, t.PhaseChanged, t.UPNChanged)
 	fmt.Fprintf(w, "Lifecycle: %d created, %d enabled, %d disabled, %d deleted, %d out of scope, %d back in scope; %d cannot be evaluated\n",
 		t.Created, t.Enabled, t.Disabled, t.Deleted, t.OutOfScope, t.InScope, t.Errors)
+	fmt.Fprintf(w, "Licences: +%d -%d, disabled plans change for %d; %d accounts renamed\n",
+		t.LicensesGained, t.LicensesLost, t.LicensePlansChanged, t.Renamed)
 	if len(pv.Groups) > 0 {
 		fmt.Fprintln(w, "Per group:")
 		width := 0
@@ -259,6 +265,26 @@ func printPreview(w io.Writer, pv provisioning.RulesPreview) {
 			}
 			if g.Problem != "" {
 				fmt.Fprintf(w, "  PROBLEM: %s", g.Problem)
+			}
+			fmt.Fprintln(w)
+		}
+	}
+	if len(pv.Licenses) > 0 {
+		fmt.Fprintln(w, "Per licence:")
+		width := 0
+		for _, l := range pv.Licenses {
+			width = max(width, len(l.SKU))
+		}
+		for _, l := range pv.Licenses {
+			fmt.Fprintf(w, "  %-*s  +%d -%d ~%d", width, l.SKU, l.Gained, l.Lost, l.PlansChanged)
+			switch {
+			case l.Added:
+				fmt.Fprint(w, "  (new in the candidate)")
+			case l.Unmanaged:
+				fmt.Fprint(w, "  (no longer in the rules: assignments stay)")
+			}
+			if l.Problem != "" {
+				fmt.Fprintf(w, "  PROBLEM: %s", l.Problem)
 			}
 			fmt.Fprintln(w)
 		}
@@ -321,4 +347,22 @@ func checkAndPreview(ctx context.Context, cfg Config, problems []string, path st
 	fmt.Fprintln(stdout)
 	printPreview(stdout, pv)
 	return nil
+}
+
+// printLicenceDiffs prints a person's licence differences: "+ licence SKU
+// (disabled: PLAN)", "- licence SKU", "~ licence SKU disabled plans [A] → []".
+func printLicenceDiffs(w io.Writer, p provisioning.PersonDiff) {
+	for _, l := range p.LicensesGained {
+		fmt.Fprintf(w, "  + licence %s", l.SKU)
+		if len(l.DisabledPlansAfter) > 0 {
+			fmt.Fprintf(w, " (disabled: %s)", strings.Join(l.DisabledPlansAfter, ", "))
+		}
+		fmt.Fprintln(w)
+	}
+	for _, l := range p.LicensesLost {
+		fmt.Fprintf(w, "  - licence %s\n", l.SKU)
+	}
+	for _, l := range p.LicensePlansChanged {
+		fmt.Fprintf(w, "  ~ licence %s disabled plans %v → %v\n", l.SKU, l.DisabledPlansBefore, l.DisabledPlansAfter)
+	}
 }

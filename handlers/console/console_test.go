@@ -31,6 +31,7 @@ const testToken = "console-test-admin-token-0123456789"
 type fakeBackend struct {
 	mu      sync.Mutex
 	actions []string
+	preview *provisioning.RulesPreview // PreviewRules' answer (nil: an empty one)
 }
 
 func (b *fakeBackend) did(s string) {
@@ -95,6 +96,11 @@ func (b *fakeBackend) Preview(_ context.Context, id string) (provisioning.Plan, 
 }
 func (b *fakeBackend) PreviewRules(_ context.Context, r *rules.Rules) (provisioning.RulesPreview, error) {
 	b.did("preview rules " + r.File())
+	if b.preview != nil {
+		pv := *b.preview
+		pv.CandidateRules = r.File()
+		return pv, nil
+	}
 	return provisioning.RulesPreview{CandidateRules: r.File()}, nil
 }
 

@@ -290,6 +290,9 @@ func (d *Directory) ListUsers(ctx context.Context) ([]provisioning.User, error) 
 func (d *Directory) listUsers(ctx context.Context) ([]provisioning.User, string, error) {
 	ctx = withOp(ctx, "list_users")
 	sel := append(d.userSelect(), "manager")
+	if !d.licenses && provisioning.AssignedLicensesWanted(ctx) {
+		sel = append(sel, "assignedLicenses") // the rules preview of a candidate with licences
+	}
 	resp, err := d.client.Users().Delta().GetAsDeltaGetResponse(ctx, &users.DeltaRequestBuilderGetRequestConfiguration{
 		QueryParameters: &users.DeltaRequestBuilderGetQueryParameters{Select: sel},
 	})
