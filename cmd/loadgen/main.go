@@ -10,7 +10,9 @@
 //
 // With -senders N it runs closed loop instead: N senders, each sending its
 // next delivery when the previous one was answered, as fast as the receiver
-// answers. With -nats URL the same senders publish the deliveries straight
+// answers, each over a keep-alive connection of its own through a lean
+// wrk-style client (lean.go; -client std uses net/http). The same load
+// comes from wrk with wrk-personio.lua. With -nats URL the same senders publish the deliveries straight
 // into a JetStream stream of their own on that server (synchronous,
 // acknowledged publishes with a message id, as the receiver makes them):
 // the raw rate the receiver is measured against.
