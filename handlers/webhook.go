@@ -195,7 +195,7 @@ func (w *Webhook) serve(rw http.ResponseWriter, r *http.Request) string {
 		return OutcomeUnauthorized
 	}
 	ct := r.Header.Get("Content-Type")
-	if mt, _, err := mime.ParseMediaType(ct); ct != contentTypeJSON[0] && (err != nil || mt != "application/json") {
+	if !isJSONContentType(ct) {
 		writeJSON(rw, http.StatusUnsupportedMediaType, errorBody(fmt.Sprintf("Content-Type %q is not supported: send application/json", ct)))
 		return OutcomeUnsupportedMediaType
 	}
@@ -297,6 +297,16 @@ func writeStatus(rw http.ResponseWriter, status int, body []byte) {
 	h["Cache-Control"] = cacheNoStore
 	rw.WriteHeader(status)
 	_, _ = rw.Write(body)
+}
+
+// isJSONContentType accepts application/json with or without parameters
+// (the exact value, as senders almost always write it, without parsing).
+func isJSONContentType(ct string) bool {
+	if ct == "application/json" {
+		return true
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	return err == nil && mt == "application/json"
 }
 
 // readBody reads the whole body, at most limit bytes (else a
