@@ -2,7 +2,6 @@ package entra
 
 import (
 	"context"
-	"fmt"
 	"strings"
 
 	"github.com/personio-entra/personio-entra/provisioning"
@@ -32,60 +31,39 @@ func (d *Directory) ListUsersDelta(ctx context.Context) ([]provisioning.User, st
 // (deleted meanwhile) is missing from the map.
 func (d *Directory) GroupMembersRound(ctx context.Context, groupIDs []string) (map[string][]string, string, error) {
 	const op = "group members round"
-	if len(groupIDs) == 0 || len(groupIDs) > provisioning.MaxDeltaGroups {
-		return nil, "", &provisioning.DirectoryError{Kind: provisioning.KindRejected, Op: op,
-			Message: fmt.Sprintf("a group delta reads 1 to %d groups, not %d", provisioning.MaxDeltaGroups, len(groupIDs))}
+	filter, err := groupsFilter(op, groupIDs)
+	if err != nil {
+		return nil, "", err
 	}
 	ctx = withOp(ctx, "groups_delta_read")
-	clauses := make([]string, len(groupIDs))
-	for i, id := range groupIDs {
-		clauses[i] = fmt.Sprintf("id eq '%s'", escapeOData(id))
-	}
-	link := d.deltaURL("groups", [][2]string{{"$select", "members"}, {"$filter", strings.Join(clauses, " or ")}})
-	b := d.client.Groups().Delta()
+	link := d.deltaURL("groups", [][2]string{{"$select", "members"}, {"$filter", filter}})
 	sets := map[string]map[string]bool{}
-	for page := 1; ; page++ {
-		resp, err := b.WithUrl(link).GetAsDeltaGetResponse(ctx, nil)
-		if err != nil {
-			return nil, "", d.deltaFail(fmt.Sprintf("%s (page %d)", op, page), err)
+	next, err := d.groupsDeltaPages(ctx, op, link, func(gid string, refs []deltaRef) {
+		set := sets[gid]
+		if set == nil {
+			set = map[string]bool{}
+			sets[gid] = set
 		}
-		for _, g := range resp.GetValue() {
-			gid := deref(g.GetId())
-			if gid == "" {
-				continue
-			}
-			set := sets[gid]
-			if set == nil {
-				set = map[string]bool{}
-				sets[gid] = set
-			}
-			for _, m := range deltaRefs(g.GetAdditionalData()["members@delta"]) {
-				if m.removed {
-					delete(set, m.id)
-				} else {
-					set[m.id] = true
-				}
+		for _, m := range refs {
+			if m.removed {
+				delete(set, m.id)
+			} else {
+				set[m.id] = true
 			}
 		}
-		if next := deref(resp.GetOdataNextLink()); next != "" {
-			link = next
-			continue
-		}
-		next := deref(resp.GetOdataDeltaLink())
-		if next == "" {
-			return nil, "", &provisioning.DirectoryError{Kind: provisioning.KindTransient, Op: op,
-				Message: "the last page carried neither a nextLink nor a deltaLink"}
-		}
-		out := make(map[string][]string, len(sets))
-		for gid, set := range sets {
-			ids := make([]string, 0, len(set))
-			for id := range set {
-				ids = append(ids, id)
-			}
-			out[gid] = ids
-		}
-		return out, next, nil
+	})
+	if err != nil {
+		return nil, "", err
 	}
+	out := make(map[string][]string, len(sets))
+	for gid, set := range sets {
+		ids := make([]string, 0, len(set))
+		for id := range set {
+			ids = append(ids, id)
+		}
+		out[gid] = ids
+	}
+	return out, next, nil
 }
 
 // interner keeps one copy of each string a complete read repeats: the

@@ -102,28 +102,55 @@ func (d *Directory) GroupMembersDelta(ctx context.Context, groupIDs []string, li
 	const op = "group members delta"
 	ctx = withOp(ctx, "groups_delta")
 	if link == "" {
-		if len(groupIDs) == 0 || len(groupIDs) > provisioning.MaxDeltaGroups {
-			return nil, "", &provisioning.DirectoryError{Kind: provisioning.KindRejected, Op: op,
-				Message: fmt.Sprintf("a group delta follows 1 to %d groups, not %d", provisioning.MaxDeltaGroups, len(groupIDs))}
+		filter, err := groupsFilter(op, groupIDs)
+		if err != nil {
+			return nil, "", err
 		}
-		clauses := make([]string, len(groupIDs))
-		for i, id := range groupIDs {
-			clauses[i] = fmt.Sprintf("id eq '%s'", escapeOData(id))
-		}
-		link = d.deltaStart("groups", [][2]string{{"$select", "members"}, {"$filter", strings.Join(clauses, " or ")}})
+		link = d.deltaStart("groups", [][2]string{{"$select", "members"}, {"$filter", filter}})
 	}
-	b := d.client.Groups().Delta()
 	var out []provisioning.MemberChange
+	next, err := d.groupsDeltaPages(ctx, op, link, func(gid string, refs []deltaRef) {
+		for _, m := range refs {
+			out = append(out, provisioning.MemberChange{GroupID: gid, UserID: m.id, Removed: m.removed})
+		}
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	return out, next, nil
+}
+
+// groupsFilter is the $filter of a groups delta over groupIDs (1 to
+// provisioning.MaxDeltaGroups of them).
+func groupsFilter(op string, groupIDs []string) (string, error) {
+	if len(groupIDs) == 0 || len(groupIDs) > provisioning.MaxDeltaGroups {
+		return "", &provisioning.DirectoryError{Kind: provisioning.KindRejected, Op: op,
+			Message: fmt.Sprintf("a group delta reads 1 to %d groups, not %d", provisioning.MaxDeltaGroups, len(groupIDs))}
+	}
+	clauses := make([]string, len(groupIDs))
+	for i, id := range groupIDs {
+		clauses[i] = fmt.Sprintf("id eq '%s'", escapeOData(id))
+	}
+	return strings.Join(clauses, " or "), nil
+}
+
+// groupsDeltaPages follows a groups delta round from link through its
+// nextLinks, calls fn for every group in every page with its member changes
+// (none for a group sent without members@delta), and returns the round's
+// deltaLink.
+func (d *Directory) groupsDeltaPages(ctx context.Context, op, link string, fn func(groupID string, refs []deltaRef)) (string, error) {
+	b := d.client.Groups().Delta()
 	for page := 1; ; page++ {
 		resp, err := b.WithUrl(link).GetAsDeltaGetResponse(ctx, nil)
 		if err != nil {
-			return nil, "", d.deltaFail(fmt.Sprintf("%s (page %d)", op, page), err)
+			return "", d.deltaFail(fmt.Sprintf("%s (page %d)", op, page), err)
 		}
 		for _, g := range resp.GetValue() {
 			gid := deref(g.GetId())
-			for _, m := range deltaRefs(g.GetAdditionalData()["members@delta"]) {
-				out = append(out, provisioning.MemberChange{GroupID: gid, UserID: m.id, Removed: m.removed})
+			if gid == "" {
+				continue
 			}
+			fn(gid, deltaRefs(g.GetAdditionalData()["members@delta"]))
 		}
 		if next := deref(resp.GetOdataNextLink()); next != "" {
 			link = next
@@ -131,10 +158,10 @@ func (d *Directory) GroupMembersDelta(ctx context.Context, groupIDs []string, li
 		}
 		next := deref(resp.GetOdataDeltaLink())
 		if next == "" {
-			return nil, "", &provisioning.DirectoryError{Kind: provisioning.KindTransient, Op: op,
+			return "", &provisioning.DirectoryError{Kind: provisioning.KindTransient, Op: op,
 				Message: "the last page carried neither a nextLink nor a deltaLink"}
 		}
-		return out, next, nil
+		return next, nil
 	}
 }
 
