@@ -147,13 +147,13 @@ type planRequest struct {
 // (ownership, the safeguard's window) through the queue: q, or the one the
 // configuration names when q is nil.
 func plan(ctx context.Context, cfg Config, req planRequest, q *queue.Queue, opts appOptions, log *slog.Logger, stdout io.Writer) error {
-	if q == nil && (req.explain || req.candidate != nil) {
-		opened, closeQ, err := openQueue(ctx, cfg, log)
-		if err != nil {
+	if req.explain || req.candidate != nil {
+		var closeQ func()
+		var err error
+		if q, closeQ, err = queueOrOpen(ctx, cfg, log, q); err != nil {
 			return err
 		}
 		defer closeQ()
-		q = opened
 	}
 	a, err := newApp(ctx, cfg, log, q, opts)
 	if err != nil {

@@ -328,14 +328,11 @@ func checkAndPreview(ctx context.Context, cfg Config, problems []string, path st
 		return nil
 	}
 	log := newLogger(cfg, io.Discard)
-	if q == nil {
-		opened, closeQ, err := openQueue(ctx, cfg, log)
-		if err != nil {
-			return err
-		}
-		defer closeQ()
-		q = opened
+	q, closeQ, err := queueOrOpen(ctx, cfg, log, q)
+	if err != nil {
+		return err
 	}
+	defer closeQ()
 	a, err := newApp(ctx, cfg, log, q, opts)
 	if err != nil {
 		return err

@@ -20,6 +20,15 @@ func openQueue(ctx context.Context, cfg Config, logger *slog.Logger) (*queue.Que
 		queue.Config{Partitions: cfg.Partitions, Replicas: cfg.Replicas, NotifyRetryBase: cfg.notifyRetryBase}, logger)
 }
 
+// queueOrOpen returns q, or, when q is nil, the queue the configuration
+// names; the returned function closes what it opened.
+func queueOrOpen(ctx context.Context, cfg Config, logger *slog.Logger, q *queue.Queue) (*queue.Queue, func(), error) {
+	if q != nil {
+		return q, func() {}, nil
+	}
+	return openQueue(ctx, cfg, logger)
+}
+
 // serveMetrics serves /healthz, /readyz and /metrics on addr until ctx ends.
 func serveMetrics(ctx context.Context, addr string, q *queue.Queue, logger *slog.Logger) error {
 	return serveHTTP(ctx, "metrics", addr, opsHandler(q, logger), logger)
