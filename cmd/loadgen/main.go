@@ -255,13 +255,19 @@ func load(ctx context.Context, o options) report {
 	wg.Wait()
 	rep.Elapsed = time.Since(start)
 	rep.Statuses = statuses
-	rep.AchievedRPS = float64(rep.Sent) / rep.Elapsed.Seconds()
-	slices.Sort(latencies)
-	rep.P50, rep.P90, rep.P99 = quantile(latencies, 0.50), quantile(latencies, 0.90), quantile(latencies, 0.99)
-	if len(latencies) > 0 {
-		rep.Max = latencies[len(latencies)-1]
-	}
+	rep.finish(latencies)
 	return rep
+}
+
+// finish fills the rate and the latency quantiles from the answered
+// deliveries' latencies (sorted in place).
+func (r *report) finish(latencies []time.Duration) {
+	r.AchievedRPS = float64(r.Sent) / r.Elapsed.Seconds()
+	slices.Sort(latencies)
+	r.P50, r.P90, r.P99 = quantile(latencies, 0.50), quantile(latencies, 0.90), quantile(latencies, 0.99)
+	if len(latencies) > 0 {
+		r.Max = latencies[len(latencies)-1]
+	}
 }
 
 // closedLoop runs o.senders senders until the duration or the request
@@ -304,12 +310,7 @@ func closedLoop(ctx context.Context, o options, newSender func() (send func(i in
 	}
 	wg.Wait()
 	rep := report{Sent: len(latencies), Statuses: statuses, Elapsed: time.Since(start)}
-	rep.AchievedRPS = float64(rep.Sent) / rep.Elapsed.Seconds()
-	slices.Sort(latencies)
-	rep.P50, rep.P90, rep.P99 = quantile(latencies, 0.50), quantile(latencies, 0.90), quantile(latencies, 0.99)
-	if len(latencies) > 0 {
-		rep.Max = latencies[len(latencies)-1]
-	}
+	rep.finish(latencies)
 	return rep
 }
 
