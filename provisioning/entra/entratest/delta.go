@@ -232,17 +232,26 @@ func (s *Server) deltaGroups(c *reqCtx) int {
 		items = []map[string]any{}
 	}
 	resp := map[string]any{"@odata.context": s.ts.URL + "/v1.0/$metadata#groups", "value": items}
-	if end < len(refs) {
-		link := s.linkWith(c.r, "$skiptoken", skipToken(end, start))
+	s.deltaPageLink(c.r, resp, end < len(refs), end, start, since)
+	writeJSON(c.w, http.StatusOK, resp)
+	return http.StatusOK
+}
+
+// deltaPageLink ends a delta page: a nextLink to the page after end when
+// the round has more, else the round's deltaLink, which returns what
+// changed since the round began (start), also what changed while the
+// client paged. since is the deltatoken the round was asked with (0 for a
+// first round).
+func (s *Server) deltaPageLink(r *http.Request, resp map[string]any, more bool, end int, start, since uint64) {
+	if more {
+		link := s.linkWith(r, "$skiptoken", skipToken(end, start))
 		if since > 0 {
 			link += "&$deltatoken=" + strconv.FormatUint(since, 10)
 		}
 		resp["@odata.nextLink"] = link
-	} else {
-		resp["@odata.deltaLink"] = s.linkWith(c.r, "$deltatoken", strconv.FormatUint(start, 10))
+		return
 	}
-	writeJSON(c.w, http.StatusOK, resp)
-	return http.StatusOK
+	resp["@odata.deltaLink"] = s.linkWith(r, "$deltatoken", strconv.FormatUint(start, 10))
 }
 
 // skipToken encodes a page position and the change sequence the round

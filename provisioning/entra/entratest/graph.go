@@ -721,17 +721,7 @@ func (s *Server) deltaUsers(c *reqCtx) int {
 	}
 	s.mu.Unlock()
 	resp := map[string]any{"@odata.context": s.ts.URL + "/v1.0/$metadata#users", "value": items[first:end]}
-	if end < len(items) {
-		link := s.linkWith(c.r, "$skiptoken", skipToken(end, start))
-		if since > 0 {
-			link += "&$deltatoken=" + strconv.FormatUint(since, 10)
-		}
-		resp["@odata.nextLink"] = link
-	} else {
-		// The round's deltaLink returns what changed since the round
-		// began, also what changed while the client paged.
-		resp["@odata.deltaLink"] = s.linkWith(c.r, "$deltatoken", strconv.FormatUint(start, 10))
-	}
+	s.deltaPageLink(c.r, resp, end < len(items), end, start, since)
 	writeJSON(c.w, http.StatusOK, resp)
 	return http.StatusOK
 }
