@@ -185,22 +185,7 @@ func TestConsoleReplicasConcurrentWrongSignInsStopAtTheLimit(t *testing.T) {
 		req.Form = req.PostForm
 		reqs[i] = req
 	}
-	start := make(chan struct{})
-	statuses := make([]int, n)
-	var wg sync.WaitGroup
-	for i, req := range reqs {
-		h := []*harness{rs.a, rs.b}[i%2]
-		wg.Go(func() {
-			<-start
-			statuses[i] = h.do(req).StatusCode
-		})
-	}
-	close(start)
-	wg.Wait()
-	count := map[int]int{}
-	for _, s := range statuses {
-		count[s]++
-	}
+	count := sendAtOnce(reqs, func(i int) *harness { return []*harness{rs.a, rs.b}[i%2] })
 	if count[http.StatusUnauthorized] != limit || count[http.StatusTooManyRequests] != n-limit {
 		t.Fatalf("%d concurrent wrong sign-ins over two replicas: %v by status; want %d × 401 and %d × 429",
 			n, count, limit, n-limit)

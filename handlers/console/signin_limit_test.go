@@ -59,21 +59,7 @@ func TestConsoleConcurrentWrongSignInsStopAtTheLimit(t *testing.T) {
 			for i := range reqs {
 				reqs[i] = tc.request(h)
 			}
-			start := make(chan struct{})
-			statuses := make([]int, n)
-			var wg sync.WaitGroup
-			for i, req := range reqs {
-				wg.Go(func() {
-					<-start
-					statuses[i] = h.do(req).StatusCode
-				})
-			}
-			close(start)
-			wg.Wait()
-			count := map[int]int{}
-			for _, s := range statuses {
-				count[s]++
-			}
+			count := sendAtOnce(reqs, func(int) *harness { return h })
 			if count[tc.refused] != limit || count[http.StatusTooManyRequests] != n-limit {
 				t.Fatalf("%d concurrent wrong attempts: %v by status; want %d × %d (compared) and %d × 429",
 					n, count, limit, tc.refused, n-limit)
@@ -156,4 +142,26 @@ func TestConsoleSignInLinkOnlyFromLoopbackClients(t *testing.T) {
 			}
 		})
 	}
+}
+
+// sendAtOnce sends every request at the same moment, request i through
+// harness(i), and counts the answers by status.
+func sendAtOnce(reqs []*http.Request, harness func(i int) *harness) map[int]int {
+	start := make(chan struct{})
+	statuses := make([]int, len(reqs))
+	var wg sync.WaitGroup
+	for i, req := range reqs {
+		h := harness(i)
+		wg.Go(func() {
+			<-start
+			statuses[i] = h.do(req).StatusCode
+		})
+	}
+	close(start)
+	wg.Wait()
+	count := map[int]int{}
+	for _, s := range statuses {
+		count[s]++
+	}
+	return count
 }
