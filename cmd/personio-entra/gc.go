@@ -11,9 +11,9 @@ import (
 // megabytes of connections and buffers — and allocates a few kilobytes
 // per delivery, so at Go's default (GOGC=100: collect when the heap
 // doubles) it collects dozens of times a second under load. At 400 it
-// collects a fifth as often for a heap that stays in the tens of
-// megabytes; measured in BENCHMARKS.md ("Receiver against raw JetStream
-// publishes"). Workers keep Go's default: their heap is the complete
+// collected a quarter as often for 11 MB more resident memory in the
+// measurement in BENCHMARKS.md ("Receiver against raw JetStream
+// publishes, with wrk"). Workers keep Go's default: their heap is the complete
 // sync's, which is sized with GOMEMLIMIT instead (README, Operations).
 const receiverGCPercent = 400
 
